@@ -1,14 +1,36 @@
-"""pplgen: deep generative models as Pyro programs."""
+"""pplgen: deep generative models as Pyro programs.
+
+Write a generative model as an ordinary Pyro program; pplgen reads its structure as a graph
+(:func:`inspect`), decides its family (exact, latent or implicit) and trains it the way that family
+allows (:func:`fit`).
+"""
 
 import pyro
-
-from pplgen import errors
-from pplgen.distributions import Implicit
 
 # pplgen's models keep their parameters in their modules, never in Pyro's global parameter store, so
 # two models never share state by name. This must hold before any PyroModule is built.
 pyro.settings.set(module_local_params=True)
 
+from pplgen import data, errors  # noqa: E402
+from pplgen.distributions import Implicit  # noqa: E402
+from pplgen.evaluate import bits_per_dim, log_likelihood, sample  # noqa: E402
+from pplgen.graph import classify, inspect  # noqa: E402
+from pplgen.infer import FitResult, fit  # noqa: E402
+from pplgen.render import draw, to_dot  # noqa: E402
+
 __version__ = "0.1.0"
 
-__all__ = ["Implicit", "errors"]
+__all__ = [
+    "FitResult",
+    "Implicit",
+    "bits_per_dim",
+    "classify",
+    "data",
+    "draw",
+    "errors",
+    "fit",
+    "inspect",
+    "log_likelihood",
+    "sample",
+    "to_dot",
+]

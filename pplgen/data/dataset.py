@@ -1,0 +1,93 @@
+"""A data set as tensors with the metadata that models, trainers and the command line need."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from pplgen.errors import DataError, UnknownNameError
+
+__all__ = ["KINDS", "Dataset", "check_split"]
+
+#: The kinds of data a :class:`Dataset` can hold.
+KINDS = ("binary", "discrete", "continuous", "token", "audio")
+
+
+@dataclasses.dataclass
+class Dataset:
+    """One split of a data set: a tensor of data points and what is known about them.
+
+    Attributes:
+        name: the data set's name, as passed to :func:`pplgen.data.load` (``"digits"``, ``"fsdd"``, ...).
+        split: ``"train"``, ``"valid"`` or ``"test"``.
+        kind: one of :data:`KINDS`. ``"binary"``: float32 zeros and ones; ``"discrete"``: int64 levels
+            ``0 .. num_levels - 1``; ``"continuous"``: float32 reals; ``"token"``: int64 indices into a
+            vocabulary of ``num_levels`` symbols; ``"audio"``: float32 waveforms in ``[-1, 1]``.
+        x: the data, first dimension indexing data points, shape ``(N,) + event_shape``.
+        y: int64 labels of shape ``(N,)`` (digit class, mixture component, spoken digit), or ``None``.
+            Labels are never passed to :func:`pplgen.fit` by :meth:`tensors`.
+        event_shape: the shape of one data point; filled in from ``x`` when left as ``None``.
+        num_levels: how many values one coordinate takes (2 for binary data, 17 for the digit levels,
+            the vocabulary size for tokens), ``None`` for continuous data and audio.
+        image_shape: how to show one flat row of ``x`` as an image, e.g. ``(8, 8)``, or ``None``.
+        meta: everything else: mixture ``modes`` and ``std``, audio ``sample_rate`` and ``lengths``, a
+            text's ``vocab``, ...
+    """
+
+    name: str
+    split: str
+    kind: str
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    event_shape: tuple[int, ...] | None = None
+    num_levels: int | None = None
+    image_shape: tuple[int, ...] | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise UnknownNameError(f"Dataset kind must be one of {KINDS}, got {self.kind!r}")
+        if self.event_shape is None:
+            self.event_shape = tuple(self.x.shape[1:])
+        self.event_shape = tuple(self.event_shape)
+        if tuple(self.x.shape[1:]) != self.event_shape:
+            raise DataError(
+                f"Dataset {self.name!r}: x has event shape {tuple(self.x.shape[1:])}, "
+                f"expected {self.event_shape}"
+            )
+        if self.y is not None and self.y.shape[:1] != self.x.shape[:1]:
+            raise DataError(
+                f"Dataset {self.name!r}: y has {self.y.shape[0]} labels, expected {self.x.shape[0]} "
+                "(one per data point)"
+            )
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __repr__(self) -> str:
+        dtype = str(self.x.dtype).removeprefix("torch.")
+        levels = "" if self.num_levels is None else f", num_levels={self.num_levels}"
+        return (
+            f"Dataset(name={self.name!r}, split={self.split!r}, kind={self.kind!r}, "
+            f"x={tuple(self.x.shape)} {dtype}{levels})"
+        )
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The tuple to pass to :func:`pplgen.fit` as ``data``: ``(x,)``; labels are left out."""
+        return (self.x,)
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """A copy with ``x``, ``y`` and every tensor in ``meta`` moved to ``device``."""
+        meta = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.meta.items()}
+        y = None if self.y is None else self.y.to(device)
+        return dataclasses.replace(self, x=self.x.to(device), y=y, meta=meta)
+
+
+def check_split(name: str, split: str, splits: Iterable[str] = ("train", "valid", "test")) -> None:
+    """Raise :class:`~pplgen.errors.UnknownNameError` unless ``split`` is one of ``splits``."""
+    splits = tuple(splits)
+    if split not in splits:
+        raise UnknownNameError(f"data set {name!r} has no split {split!r}; valid splits: {', '.join(splits)}")

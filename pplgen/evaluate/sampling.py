@@ -1,0 +1,71 @@
+"""Drawing from a model program."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyro
+import torch
+from pyro import poutine
+
+from pplgen.errors import DataError, program_errors
+from pplgen.graph import inspect
+from pplgen.infer.checks import as_tensors
+from pplgen.infer.fit import resolve_device
+from pplgen.infer.params import on_device
+from pplgen.infer.result import FitResult, template_batch
+
+__all__ = ["sample"]
+
+
+def _template(model, num_samples: int, data, device) -> tuple[torch.Tensor, ...]:
+    if data is None:
+        if isinstance(model, FitResult):
+            return template_batch(model.data_spec, num_samples, device)
+        raise DataError(
+            "sample needs data (a batch of the shapes the program takes) or a FitResult, "
+            "so that the program knows the shape of what it draws"
+        )
+    tensors = as_tensors(data)
+    index = torch.arange(num_samples) % len(tensors[0])
+    return tuple(t[index].to(device) for t in tensors)
+
+
+def sample(
+    model: Callable | FitResult,
+    num_samples: int,
+    data=None,
+    *,
+    mean: bool = False,
+    device: str | torch.device = "auto",
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Draw ``num_samples`` values of the observed sites from the model program.
+
+    The program runs with its observations removed (``poutine.uncondition``), so every observed site
+    draws from its distribution given the sampled latents: an ``Implicit`` site gives the generator's
+    output, an autoregressive distribution generates one dimension at a time.
+
+    Args:
+        model: a model program or a :class:`FitResult`.
+        num_samples: how many data points to draw.
+        data: a batch whose shapes the program takes (the values at observed sites are ignored);
+            needed unless ``model`` is a FitResult.
+        mean: return each observed site's distribution mean given the latents (e.g. the Bernoulli
+            probabilities of a VAE's decoder) instead of a draw.
+        device: where to run, when ``model`` is not a FitResult.
+
+    Returns:
+        The values at the observed site, or a dict ``{site: values}`` when there are several.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    device = model.device if isinstance(model, FitResult) else resolve_device(device)
+    program = model.model if isinstance(model, FitResult) else model
+    batch = _template(model, num_samples, data, device)
+    with torch.no_grad(), on_device(device):
+        graph = inspect(program, *batch)
+        observed = [n for n, k in graph.nodes(data="kind") if k in ("observed", "implicit")]
+        with pyro.validation_enabled(False), program_errors(program):
+            trace = poutine.trace(poutine.uncondition(program)).get_trace(*batch)
+    values = {n: trace.nodes[n]["fn"].mean if mean else trace.nodes[n]["value"] for n in observed}
+    return values[observed[0]] if len(values) == 1 else values

@@ -1,0 +1,10 @@
+"""Training: ``fit`` and the three trainers on one shared loop."""
+
+from pplgen.infer.adversarial import AdversarialTrainer
+from pplgen.infer.exact import ExactTrainer
+from pplgen.infer.fit import fit, resolve_device
+from pplgen.infer.result import FitResult
+from pplgen.infer.svi import SVITrainer
+from pplgen.infer.trainer import Trainer
+
+__all__ = ["AdversarialTrainer", "ExactTrainer", "FitResult", "SVITrainer", "Trainer", "fit", "resolve_device"]

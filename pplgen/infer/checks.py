@@ -1,0 +1,129 @@
+"""Checks that turn bad input into clear errors before any training step runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import networkx as nx
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+from pplgen.errors import DataError, GuideError, program_errors, program_name
+
+__all__ = ["as_tensors", "check_guide", "check_observations", "chunks"]
+
+
+def as_tensors(data, name: str = "data") -> tuple[torch.Tensor, ...]:
+    """``data`` as a tuple of tensors sharing their first dimension, every value finite."""
+    items = data if isinstance(data, (tuple, list)) else (data,)
+    if not items:
+        raise DataError(f"{name} is empty: expected a tensor or a tuple of tensors, got an empty sequence")
+    tensors = []
+    for i, item in enumerate(items):
+        label = name if len(items) == 1 else f"{name}[{i}]"
+        if isinstance(item, np.ndarray):
+            item = torch.from_numpy(item)
+        if not isinstance(item, torch.Tensor):
+            raise DataError(f"{label} should be a torch.Tensor, got {type(item).__name__}")
+        if item.dim() == 0 or item.shape[0] == 0:
+            raise DataError(f"{label} holds no data points (shape {tuple(item.shape)})")
+        if item.dtype == torch.float64:
+            item = item.float()
+        if item.is_floating_point() and not torch.isfinite(item).all():
+            bad = ~torch.isfinite(item).reshape(item.shape[0], -1).all(dim=1)
+            raise DataError(
+                f"{label} contains NaN or infinite values in {int(bad.sum())} of {item.shape[0]} "
+                f"data points (first at index {int(bad.nonzero()[0])}); remove or impute them before fitting"
+            )
+        tensors.append(item)
+    sizes = {t.shape[0] for t in tensors}
+    if len(sizes) > 1:
+        shapes = [tuple(t.shape) for t in tensors]
+        raise DataError(f"{name} tensors must share their first (data point) dimension, got shapes {shapes}")
+    return tuple(tensors)
+
+
+def chunks(tensors: tuple[torch.Tensor, ...], size: int):
+    """Consecutive slices of at most ``size`` data points."""
+    n = tensors[0].shape[0]
+    for start in range(0, n, size):
+        yield tuple(t[start : start + size] for t in tensors)
+
+
+def _observed_sites(trace: poutine.Trace):
+    for name, site in trace.nodes.items():
+        if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site):
+            yield name, site
+
+
+def _check_site(name: str, fn, value: torch.Tensor) -> None:
+    event_shape = tuple(fn.event_shape)
+    value_event = tuple(value.shape[value.dim() - len(event_shape) :]) if event_shape else ()
+    if value.dim() < len(event_shape) or value_event != event_shape:
+        raise DataError(
+            f"site {name!r} expects observations of event shape {event_shape}, "
+            f"got a value of shape {tuple(value.shape)}"
+        )
+    batch = tuple(value.shape[: value.dim() - len(event_shape)])
+    try:
+        torch.broadcast_shapes(batch, tuple(fn.batch_shape))
+    except RuntimeError:
+        raise DataError(
+            f"site {name!r} has batch shape {tuple(fn.batch_shape)}, which the observed value's "
+            f"batch shape {batch} does not broadcast with"
+        ) from None
+    ok = fn.support.check(value)
+    if not bool(ok.all()):
+        bad = value.reshape(-1)[(~ok).expand(value.shape).reshape(-1)] if ok.shape == value.shape else None
+        example = f", e.g. {float(bad[0]):g}" if bad is not None and bad.numel() else ""
+        raise DataError(
+            f"site {name!r} ({type(fn).__name__}) expects values in its support {fn.support}, "
+            f"but {int((~ok).sum())} observed values lie outside it{example}"
+        )
+
+
+def check_observations(model: Callable, tensors: tuple[torch.Tensor, ...], chunk_size: int = 1024) -> None:
+    """Run the model over all the data and check each observed value's event shape and support.
+
+    Runs without gradients and under a forked RNG, so training is unaffected.
+    """
+    from pplgen.distributions import Implicit
+
+    with torch.no_grad(), torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
+        for batch in chunks(tensors, chunk_size):
+            with program_errors(model):
+                trace = poutine.trace(model).get_trace(*batch)
+            for name, site in _observed_sites(trace):
+                fn = site["fn"]
+                while isinstance(fn, pyro.distributions.MaskedDistribution):
+                    fn = fn.base_dist
+                if not isinstance(fn, Implicit):
+                    _check_site(name, fn, site["value"])
+
+
+def check_guide(model: Callable, guide: Callable, graph: nx.DiGraph, batch: tuple[torch.Tensor, ...]) -> None:
+    """The guide must sample exactly the model's latent sites, no more and no fewer."""
+    with torch.no_grad(), torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
+        with program_errors(guide, role="guide"):
+            trace = poutine.trace(guide).get_trace(*batch)
+    guide_latents = {
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+    }
+    model_latents = {n for n, kind in graph.nodes(data="kind") if kind == "latent"}
+    missing = sorted(model_latents - guide_latents)
+    extra = sorted(guide_latents - model_latents)
+    if missing:
+        raise GuideError(
+            f"the guide {program_name(guide)!r} has no site for the model's latent "
+            f"{', '.join(map(repr, missing))}: every latent of the model needs a guide site of the same name"
+        )
+    if extra:
+        raise GuideError(
+            f"the guide {program_name(guide)!r} samples {', '.join(map(repr, extra))}, which the model "
+            f"{program_name(model)!r} does not have as a latent site"
+        )

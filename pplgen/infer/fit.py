@@ -1,0 +1,217 @@
+"""``pplgen.fit``: read the program's family from its graph and train it the way that family allows."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import networkx as nx
+import pyro
+import torch
+from pyro.infer import ELBO
+from torch import nn
+
+from pplgen.errors import GuideError, ModelError, UnknownNameError, program_name
+from pplgen.graph import inspect
+from pplgen.infer.adversarial import AdversarialTrainer
+from pplgen.infer.checks import as_tensors, check_guide, check_observations
+from pplgen.infer.exact import ExactTrainer
+from pplgen.infer.loop import LoopSettings, train
+from pplgen.infer.result import FitResult
+from pplgen.infer.svi import SVITrainer
+from pplgen.infer.trainer import Trainer
+
+__all__ = ["fit", "make_trainer", "resolve_device"]
+
+FAMILIES = ("exact", "latent", "implicit")
+TRAINERS: dict[str, type[Trainer]] = {
+    "exact": ExactTrainer,
+    "latent": SVITrainer,
+    "implicit": AdversarialTrainer,
+}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` is CUDA when present, else the CPU; anything else as ``torch.device`` reads it."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise UnknownNameError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UnknownNameError(f"device {str(device)!r} was asked for, but CUDA is not available here")
+    return device
+
+
+def _check_family(graph: nx.DiGraph, family: str | None) -> str:
+    found = graph.graph["family"]
+    if family is None:
+        return found
+    if family not in FAMILIES:
+        raise UnknownNameError(f"unknown family {family!r}: expected one of {', '.join(FAMILIES)}")
+    if family != found:
+        raise ModelError(f"family {family!r} was asked for, but the program is {found}: {graph.graph['reason']}")
+    return family
+
+
+def make_trainer(
+    family: str,
+    model: Callable,
+    guide: Callable | None,
+    batch: tuple[torch.Tensor, ...],
+    device: torch.device,
+    *,
+    discriminator: nn.Module | None = None,
+    elbo: ELBO | None = None,
+    lr: float = 1e-3,
+    d_lr: float | None = None,
+) -> Trainer:
+    """Inspect the program on ``batch``, check the guide against it, and build its family's trainer."""
+    graph = inspect(model, *batch)
+    family = _check_family(graph, family)
+    if family == "latent":
+        if guide is None:
+            latents = [n for n, k in graph.nodes(data="kind") if k == "latent"]
+            raise GuideError(
+                f"the model {program_name(model)!r} has latent sites {latents} and no guide was given: "
+                "write a guide program q(z | x) with a site for each latent and pass guide="
+            )
+        check_guide(model, guide, graph, batch)
+        return SVITrainer(model, guide, graph, device, lr=lr, elbo=elbo)
+    if guide is not None and family == "exact":
+        raise GuideError(
+            f"the model {program_name(model)!r} has no latent sites ({graph.graph['reason']}), "
+            "so a guide has nothing to infer: drop guide="
+        )
+    if family == "implicit":
+        return AdversarialTrainer(model, guide, graph, device, lr=lr, discriminator=discriminator, d_lr=d_lr)
+    return ExactTrainer(model, None, graph, device, lr=lr)
+
+
+def _split(tensors, valid, valid_fraction: float, generator: torch.Generator):
+    if valid is not None:
+        return tensors, as_tensors(valid, name="valid")
+    if not 0.0 <= valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must lie in [0, 1), got {valid_fraction}")
+    n = len(tensors[0])
+    held = int(round(n * valid_fraction))
+    if held == 0 or held == n:
+        return tensors, None
+    order = torch.randperm(n, generator=generator)
+    return tuple(t[order[held:]] for t in tensors), tuple(t[order[:held]] for t in tensors)
+
+
+def fit(
+    model: Callable,
+    data,
+    guide: Callable | None = None,
+    *,
+    family: str | None = None,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    d_lr: float | None = None,
+    device: str | torch.device = "auto",
+    valid=None,
+    valid_fraction: float = 0.1,
+    patience: int | None = None,
+    seed: int | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 1,
+    discriminator: nn.Module | None = None,
+    elbo: ELBO | None = None,
+    progress: bool | None = None,
+    callbacks: Sequence[Callable[[dict], object]] = (),
+) -> FitResult:
+    """Train any Pyro program on ``data`` the way its family allows.
+
+    The program is called as ``model(*batch)`` (and ``guide(*batch)``) on mini-batches of ``data``,
+    the calling convention of Pyro's ``SVI``. Its graph decides the trainer: exact maximum likelihood
+    when every random choice is observed, amortised SVI with ``guide`` when there are latent sites,
+    adversarial training when an observed site is :class:`pplgen.Implicit`.
+
+    Args:
+        model: the model program.
+        data: a tensor, or a tuple of tensors, whose first dimension indexes data points.
+        guide: the guide program q(z | x), needed for latent models.
+        family: ask for a family; an error if the graph says otherwise.
+        epochs: passes over the training data.
+        batch_size: data points per step.
+        lr: Adam's learning rate for the program's parameters.
+        d_lr: the discriminator's learning rate (implicit family); ``lr`` when None.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
+        valid: validation data, like ``data``; when None, ``valid_fraction`` of ``data`` is held out.
+        valid_fraction: the share of ``data`` held out for validation when ``valid`` is None (0 for none).
+        patience: stop after this many epochs without a better validation metric and restore the best.
+        seed: makes a CPU run repeatable.
+        out: a directory to checkpoint to (``checkpoint.pt``, written atomically).
+        resume: continue from ``out/checkpoint.pt`` when it exists.
+        checkpoint_every: epochs between checkpoints.
+        discriminator: a critic module for the implicit family (default: an MLP on the flattened event).
+        elbo: a Pyro ELBO for the latent family (default ``Trace_ELBO()``).
+        progress: show a progress bar; None shows it only on a terminal.
+        callbacks: called with each epoch's history row; one returning True stops training.
+
+    Returns:
+        A :class:`FitResult` with the trained programs, the per-epoch history and the graph.
+
+    References:
+        Ranganath et al. (2014), "Black box variational inference"; Kingma & Welling (2014);
+        Goodfellow et al. (2014). The dispatch on the graph is pplgen's own.
+    """
+    device = resolve_device(device)
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(2**62, ())))
+    tensors = as_tensors(data)
+    train_data, valid_data = _split(tensors, valid, valid_fraction, generator)
+    check_observations(model, train_data)
+    if valid_data is not None:
+        check_observations(model, valid_data)
+
+    train_data = tuple(t.to(device) for t in train_data)
+    valid_data = None if valid_data is None else tuple(t.to(device) for t in valid_data)
+    first = tuple(t[:batch_size] for t in train_data)
+    trainer = make_trainer(
+        family, model, guide, first, device, discriminator=discriminator, elbo=elbo, lr=lr, d_lr=d_lr
+    )
+    trainer.setup(first, len(train_data[0]))
+    family = trainer.graph.graph["family"]
+    settings = {
+        "family": family,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "device": str(device),
+        "num_train": len(train_data[0]),
+        "num_valid": 0 if valid_data is None else len(valid_data[0]),
+        "program": program_name(model),
+    }
+    loop = LoopSettings(
+        epochs=epochs,
+        batch_size=batch_size,
+        patience=patience,
+        out=Path(out) if out is not None else None,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        progress=progress,
+        callbacks=callbacks,
+        meta=settings,
+    )
+    history = train(trainer, train_data, valid_data, loop, generator)
+    return FitResult(
+        model=model,
+        guide=guide,
+        discriminator=getattr(trainer, "discriminator", None),
+        history=history,
+        graph=trainer.graph,
+        device=device,
+        family=family,
+        data_spec=[{"shape": list(t.shape[1:]), "dtype": str(t.dtype).removeprefix("torch.")} for t in tensors],
+        settings=settings,
+        trainer=trainer,
+    )

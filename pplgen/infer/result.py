@@ -1,0 +1,104 @@
+"""What ``pplgen.fit`` returns: the trained programs, their history and graph, saved and loaded safely."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+import torch
+from torch import nn
+
+from pplgen.infer.checkpoint import load_checkpoint, save_checkpoint
+from pplgen.infer.trainer import Trainer
+
+__all__ = ["FitResult", "template_batch"]
+
+
+def template_batch(data_spec: list[dict], size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """A batch of zeros with the shapes and dtypes of the data a program was fitted to."""
+    return tuple(
+        torch.zeros((size, *spec["shape"]), dtype=getattr(torch, spec["dtype"]), device=device)
+        for spec in data_spec
+    )
+
+
+@dataclass
+class FitResult:
+    """The outcome of :func:`pplgen.fit`.
+
+    Attributes:
+        model: the model program, its parameters trained in place.
+        guide: the guide program (latent family), else None.
+        discriminator: the discriminator module (implicit family), else None.
+        history: one dict per epoch: training metrics, validation metrics, seconds.
+        graph: the program's graph from :func:`pplgen.inspect`.
+        device: where the parameters live.
+        family: ``"exact"``, ``"latent"`` or ``"implicit"``.
+        data_spec: shape (without the data dimension) and dtype of each data tensor.
+        settings: the plain-data settings the fit ran with.
+    """
+
+    model: Callable
+    guide: Callable | None
+    discriminator: nn.Module | None
+    history: list[dict]
+    graph: nx.DiGraph
+    device: torch.device
+    family: str
+    data_spec: list[dict]
+    settings: dict = field(default_factory=dict)
+    trainer: Trainer | None = field(default=None, repr=False)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write parameters, history and settings to one file (atomically; tensors and plain data only)."""
+        return save_checkpoint(
+            path,
+            {
+                "trainer": self.trainer.state_dict(),
+                "history": self.history,
+                "family": self.family,
+                "data_spec": self.data_spec,
+                "settings": self.settings,
+            },
+        )
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        model: Callable,
+        guide: Callable | None = None,
+        *,
+        discriminator: nn.Module | None = None,
+        device: str | torch.device = "auto",
+    ) -> FitResult:
+        """Load saved parameters into ``model`` (and ``guide``, ``discriminator``) of the same shape.
+
+        The file is read with ``torch.load(weights_only=True)``: it cannot run code. The programs
+        are the user's own; a checkpoint that does not match them raises ``CheckpointError``.
+        """
+        from pplgen.infer.fit import make_trainer, resolve_device
+
+        device = resolve_device(device)
+        state = load_checkpoint(path, map_location=device)
+        batch = template_batch(state["data_spec"], 2, device)
+        trainer = make_trainer(
+            state["family"], model, guide, batch, device, discriminator=discriminator, lr=1e-3
+        )
+        trainer.setup(batch, num_data=2)
+        trainer.load_state_dict(state["trainer"], optimizer=False)
+        return cls(
+            model=model,
+            guide=guide,
+            discriminator=getattr(trainer, "discriminator", None),
+            history=list(state["history"]),
+            graph=trainer.graph,
+            device=device,
+            family=state["family"],
+            data_spec=list(state["data_spec"]),
+            settings=dict(state["settings"]),
+            trainer=trainer,
+        )

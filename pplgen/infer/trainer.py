@@ -1,0 +1,131 @@
+"""What every trainer shares: parameters found from the program, an optimiser, the device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import networkx as nx
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.messenger import Messenger
+
+from pplgen.errors import CheckpointError, program_errors
+from pplgen.infer.params import ParamSet, modules_of, on_device
+
+__all__ = ["LocalScale", "Trainer"]
+
+
+class LocalScale(Messenger):
+    """Scale the sites inside the data plates by N/B, so a mini-batch estimates the whole data's objective.
+
+    Global sites (outside every data plate) are counted once per step, local ones N/B times; dividing
+    the result by N gives an unbiased per-data-point objective (Hoffman et al. 2013, stochastic VI).
+    Plates that already subsample themselves (``subsample_size``) are left to Pyro.
+    """
+
+    def __init__(self, data_plates: tuple[str, ...], factor: float):
+        super().__init__()
+        self.data_plates = set(data_plates)
+        self.factor = factor
+
+    def _pyro_sample(self, msg):
+        for frame in msg["cond_indep_stack"]:
+            if frame.name in self.data_plates and frame.full_size in (None, frame.size):
+                msg["scale"] = self.factor * msg["scale"]
+                return
+
+
+class Trainer:
+    """Base of the three trainers. Subclasses define ``loss`` (and may override ``step``).
+
+    Attributes:
+        monitor: the history key that early stopping watches (lower is better).
+    """
+
+    monitor = "val_loss"
+
+    def __init__(
+        self,
+        model: Callable,
+        guide: Callable | None,
+        graph: nx.DiGraph,
+        device: torch.device,
+        *,
+        lr: float = 1e-3,
+    ):
+        self.model = model
+        self.guide = guide
+        self.graph = graph
+        self.device = device
+        self.lr = lr
+        self.data_plates = tuple(graph.graph.get("data_plates", ()))
+        self.params = ParamSet()
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    # -- parameters -------------------------------------------------------------------------------
+    def modules(self) -> list[tuple[str, torch.nn.Module]]:
+        found, seen = [], set()
+        for role, program in (("model", self.model), ("guide", self.guide)):
+            for module in modules_of(program):
+                if id(module) not in seen:
+                    seen.add(id(module))
+                    found.append((role, module))
+        return found
+
+    def run(self, fn: Callable, role_program: Callable | None = None):
+        """Call ``fn`` on the device, collecting any parameters the program declares on the way."""
+        with poutine.trace(param_only=True) as capture, on_device(self.device):
+            with program_errors(role_program or self.model):
+                result = fn()
+        new = self.params.add_trace(capture.trace)
+        if new and self.optimizer is not None:
+            self.optimizer.add_param_group({"params": new})
+        return result
+
+    def setup(self, batch: tuple[torch.Tensor, ...], num_data: int) -> None:
+        """Move modules to the device and find every parameter by running the loss once (no update)."""
+        for role, module in self.modules():
+            module.to(self.device)
+            self.params.add_module(role, module)
+        with torch.random.fork_rng(devices=self._rng_devices()), pyro.validation_enabled(False):
+            self.run(lambda: self.loss(batch, num_data))
+        self.optimizer = torch.optim.Adam(list(self.params), lr=self.lr)
+
+    def _rng_devices(self) -> list:
+        return [self.device] if self.device.type == "cuda" else []
+
+    def train(self, mode: bool = True) -> None:
+        for _, module in self.modules():
+            module.train(mode)
+
+    # -- one step ---------------------------------------------------------------------------------
+    def scaled(self, program: Callable, batch_size: int, num_data: int) -> Callable:
+        return LocalScale(self.data_plates, num_data / batch_size)(program) if self.data_plates else program
+
+    def loss(self, batch: tuple[torch.Tensor, ...], num_data: int) -> torch.Tensor:
+        """The objective per data point, differentiable."""
+        raise NotImplementedError
+
+    def step(self, batch: tuple[torch.Tensor, ...], num_data: int) -> dict[str, float]:
+        loss = self.run(lambda: self.loss(batch, num_data))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": float(loss.detach())}
+
+    @torch.no_grad()
+    def evaluate(self, batch: tuple[torch.Tensor, ...], num_data: int) -> dict[str, float]:
+        return {"val_loss": float(self.run(lambda: self.loss(batch, num_data)))}
+
+    # -- state --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"params": self.params.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict, *, optimizer: bool = True) -> None:
+        self.params.load_state_dict(state["params"])
+        if optimizer and "optimizer" in state:
+            try:
+                self.optimizer.load_state_dict(state["optimizer"])
+            except ValueError as exc:
+                raise CheckpointError(f"optimizer state does not match the program: {exc}") from exc

@@ -1,0 +1,25 @@
+"""Ready model programs: examples of the style users write, built for a data set by name."""
+
+from __future__ import annotations
+
+from pyro.nn import PyroModule
+
+from pplgen.errors import UnknownNameError
+from pplgen.models.fvsbn import FVSBNModel
+from pplgen.models.gan import GAN
+from pplgen.models.vae import VAE
+
+__all__ = ["FVSBNModel", "GAN", "VAE", "ZOO", "build"]
+
+ZOO: dict[str, type[PyroModule]] = {"fvsbn": FVSBNModel, "vae": VAE, "gan": GAN}
+
+
+def build(name: str, dataset, **config) -> PyroModule:
+    """The zoo model ``name`` sized for ``dataset`` (a :class:`pplgen.data.Dataset`).
+
+    The module has a ``model`` method, a ``guide`` method when its family needs one, and ``config``,
+    the plain-data arguments that rebuild it.
+    """
+    if name not in ZOO:
+        raise UnknownNameError(f"unknown model {name!r}: the zoo has {', '.join(sorted(ZOO))}")
+    return ZOO[name].from_dataset(dataset, **config)

@@ -1,0 +1,5 @@
+"""Network building blocks."""
+
+from pplgen.nn.mlp import MLP
+
+__all__ = ["MLP"]

@@ -1,0 +1,147 @@
+"""Run directories: what ``pplgen fit --out RUN_DIR`` writes and ``sample``/``evaluate`` read back.
+
+A run directory holds ``config.json`` (which program, which data, the fit settings: plain data),
+``result.pt`` (the trained parameters, read with ``weights_only=True``), ``checkpoint.pt`` (the
+training state for ``--resume``), ``history.json`` and the pictures ``graph.png`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from pplgen import data as datasets  # noqa: E402
+from pplgen import models, plot  # noqa: E402
+from pplgen.errors import DataFileError, ModelError, UnknownNameError  # noqa: E402
+from pplgen.infer.result import FitResult  # noqa: E402
+from pplgen.render import draw  # noqa: E402
+
+__all__ = ["Program", "load_run", "resolve_program", "save_run", "write_samples"]
+
+
+@dataclass
+class Program:
+    """A model program (and guide) with the plain-data spec that rebuilds it."""
+
+    model: Callable
+    guide: Callable | None
+    spec: dict
+
+
+def _load_file(path: Path, names: list[str]) -> list[Callable]:
+    if not path.is_file():
+        raise DataFileError(f"no program file {path}")
+    module_name = f"pplgen_user_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ModelError(f"importing {path} raised {type(exc).__name__}: {exc}") from exc
+    found = []
+    for name in names:
+        fn = getattr(module, name, None)
+        if not callable(fn):
+            raise UnknownNameError(f"{path} has no callable {name!r}")
+        found.append(fn)
+    return found
+
+
+def resolve_program(spec: str | dict, dataset) -> Program:
+    """A zoo name (``vae``) or ``path/file.py:model[,guide]`` as a :class:`Program` for ``dataset``."""
+    if isinstance(spec, str):
+        if ":" in spec:
+            path, _, names = spec.rpartition(":")
+            spec = {"file": str(Path(path).resolve()), "names": names.split(",")}
+        else:
+            spec = {"zoo": spec, "config": {}}
+    if "zoo" in spec:
+        module = models.build(spec["zoo"], dataset, **spec.get("config", {}))
+        spec = {"zoo": spec["zoo"], "config": module.config}
+        return Program(module.model, getattr(module, "guide", None), spec)
+    names = spec["names"]
+    if not 1 <= len(names) <= 2:
+        raise UnknownNameError(f"expected path.py:model or path.py:model,guide, got names {names}")
+    programs = _load_file(Path(spec["file"]), names)
+    return Program(programs[0], programs[1] if len(programs) == 2 else None, spec)
+
+
+def save_run(run_dir: Path, result: FitResult, program: Program, data: dict) -> None:
+    """Write the run: config, parameters, history and pictures."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {"program": program.spec, "data": data, "family": result.family, "settings": result.settings}
+    _write_text(run_dir / "config.json", json.dumps(config, indent=2))
+    _write_text(run_dir / "history.json", json.dumps(result.history, indent=2))
+    result.save(run_dir / "result.pt")
+    ax = draw(result.graph)
+    ax.figure.savefig(run_dir / "graph.png", dpi=120, bbox_inches="tight")
+    ax = plot.training_curves(result.history)
+    ax.set_title(f"{program_label(program.spec)} on {data['name']}")
+    ax.figure.savefig(run_dir / "curves.png", dpi=120, bbox_inches="tight")
+    plt.close("all")
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def program_label(spec: dict) -> str:
+    return spec["zoo"] if "zoo" in spec else f"{Path(spec['file']).name}:{','.join(spec['names'])}"
+
+
+def load_run(run_dir: Path, split: str = "train", device: str = "auto"):
+    """The fitted result and the data set (``split``) of a run directory."""
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise DataFileError(f"{run_dir} is not a run directory: no config.json (write one with pplgen fit --out)")
+    config = json.loads(config_path.read_text())
+    dataset = datasets.load(config["data"]["name"], split=split, **config["data"].get("options", {}))
+    program = resolve_program(config["program"], dataset)
+    result = FitResult.load(run_dir / "result.pt", program.model, program.guide, device=device)
+    return result, dataset, config
+
+
+def write_samples(samples: torch.Tensor, dataset, out: Path) -> Path:
+    """Samples in the data's own form: a PNG grid of images, a WAV file of audio, text, or a 2-D scatter."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    samples = samples.detach().cpu()
+    if dataset.kind == "audio":
+        out = out.with_suffix(".wav")
+        pcm = (samples.reshape(-1).clamp(-1, 1) * 32767).to(torch.int16)
+        with wave.open(str(out), "wb") as f:
+            f.setnchannels(1)
+            f.setsampwidth(2)
+            f.setframerate(int(dataset.meta["sample_rate"]))
+            f.writeframes(pcm.numpy().tobytes())
+        return out
+    if dataset.kind == "token":
+        out = out.with_suffix(".txt")
+        vocab = dataset.meta["vocab"]
+        out.write_text("\n\n".join("".join(vocab[i] for i in row.tolist()) for row in samples.long()))
+        return out
+    out = out.with_suffix(".png")
+    if dataset.image_shape is not None:
+        levels = (dataset.num_levels - 1) if dataset.kind == "discrete" else 1
+        ax = plot.image_grid(samples.float() / levels, dataset.image_shape)
+    elif samples.reshape(len(samples), -1).shape[1] == 2:
+        ax = plot.scatter(samples.reshape(-1, 2), dataset.meta.get("modes"))
+    else:
+        raise UnknownNameError(f"no picture for samples of shape {tuple(samples.shape)} from {dataset.name}")
+    ax.figure.savefig(out, dpi=150, bbox_inches="tight")
+    plt.close(ax.figure)
+    return out
