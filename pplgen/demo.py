@@ -27,13 +27,14 @@ class DemoFit:
     epochs: int
     batch_size: int
     lr: float
-    mean_samples: bool  # show the observation's mean given the latents (VAE) rather than a draw
+    mean_samples: bool
+    patience: int | None = None  # early stopping on the validation metric, best epoch restored  # show the observation's mean given the latents (VAE) rather than a draw
 
 
 DEMO = (
     DemoFit("fvsbn", "digits", epochs=60, batch_size=64, lr=1e-2, mean_samples=False),  # exact
-    DemoFit("vae", "digits", epochs=150, batch_size=64, lr=1e-3, mean_samples=True),  # latent
-    DemoFit("gan", "ring8", epochs=12, batch_size=256, lr=1e-3, mean_samples=False),  # implicit
+    DemoFit("vae", "digits", epochs=200, batch_size=64, lr=1e-3, mean_samples=True, patience=20),  # latent
+    DemoFit("gan", "ring8", epochs=100, batch_size=256, lr=1e-3, mean_samples=False),  # implicit
 )
 
 
@@ -62,6 +63,7 @@ def run_demo(out: Path, *, epochs_scale: float = 1.0, device: str = "auto", seed
         train = datasets.load(job.data, split="train")
         valid = datasets.load(job.data, split="valid")
         test = datasets.load(job.data, split="test")
+        torch.manual_seed(seed)  # the networks' initial weights
         program = resolve_program(job.model, train)
         epochs = max(1, math.ceil(job.epochs * epochs_scale))
         print(f"fitting {job.model} on {job.data} ({epochs} epochs) ...", flush=True)
@@ -76,13 +78,15 @@ def run_demo(out: Path, *, epochs_scale: float = 1.0, device: str = "auto", seed
             valid=valid.tensors(),
             device=device,
             seed=seed,
+            patience=job.patience,
             out=out / job.model,
         )
         seconds = time.perf_counter() - began
         run_dir = out / job.model
         save_run(run_dir, result, program, {"name": job.data})
         torch.manual_seed(seed)
-        write_samples(sample(result, 64 if job.data != "ring8" else 2500, mean=job.mean_samples), train, run_dir / "samples")
+        count = 2500 if train.image_shape is None else 64
+        write_samples(sample(result, count, mean=job.mean_samples), train, run_dir / "samples")
         row = {"model": job.model, **summary(result, test), "fit_s": seconds}
         rows.append(row)
     table = _table(rows)

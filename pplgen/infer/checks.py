@@ -77,11 +77,15 @@ def _check_site(name: str, fn, value: torch.Tensor) -> None:
         ) from None
     ok = fn.support.check(value)
     if not bool(ok.all()):
-        bad = value.reshape(-1)[(~ok).expand(value.shape).reshape(-1)] if ok.shape == value.shape else None
-        example = f", e.g. {float(bad[0]):g}" if bad is not None and bad.numel() else ""
+        base = fn
+        while hasattr(base, "base_dist"):
+            base = base.base_dist
+        outside = ~base.support.check(value)
+        example = value[outside.expand(value.shape)] if outside.shape == value.shape or outside.dim() else None
+        example = f", e.g. {float(example[0]):g}" if example is not None and example.numel() else ""
         raise DataError(
-            f"site {name!r} ({type(fn).__name__}) expects values in its support {fn.support}, "
-            f"but {int((~ok).sum())} observed values lie outside it{example}"
+            f"site {name!r} ({type(base).__name__}) expects values in its support {base.support}, "
+            f"but {int(outside.sum())} observed values lie outside it{example}"
         )
 
 

@@ -179,6 +179,8 @@ def fit(
         family, model, guide, first, device, discriminator=discriminator, elbo=elbo, lr=lr, d_lr=d_lr
     )
     trainer.setup(first, len(train_data[0]))
+    for plate in trainer.graph.graph["data_plates"]:  # traced on one batch; the data are larger
+        trainer.graph.graph["plates"][plate] = len(train_data[0])
     family = trainer.graph.graph["family"]
     settings = {
         "family": family,

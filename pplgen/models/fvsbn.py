@@ -29,7 +29,7 @@ class FVSBNModel(PyroModule):
 
     @classmethod
     def from_dataset(cls, dataset, **config) -> FVSBNModel:
-        return cls(dim=int(dataset.x[0].numel()), **config)
+        return cls(**{"dim": int(dataset.x[0].numel()), **config})
 
     def model(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):

@@ -39,7 +39,7 @@ class GAN(PyroModule):
     @classmethod
     def from_dataset(cls, dataset, **config) -> GAN:
         output = "sigmoid" if dataset.kind == "binary" else "linear"
-        return cls(dim=int(dataset.x[0].numel()), **{"output": output, **config})
+        return cls(**{"dim": int(dataset.x[0].numel()), "output": output, **config})
 
     def model(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):

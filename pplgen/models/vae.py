@@ -43,7 +43,7 @@ class VAE(PyroModule):
     @classmethod
     def from_dataset(cls, dataset, **config) -> VAE:
         likelihood = "bernoulli" if dataset.kind == "binary" else "normal"
-        return cls(dim=int(dataset.x[0].numel()), **{"likelihood": likelihood, **config})
+        return cls(**{"dim": int(dataset.x[0].numel()), "likelihood": likelihood, **config})
 
     def observation(self, z: torch.Tensor) -> dist.Distribution:
         """p(x | z) as a distribution over one data point."""

@@ -1,0 +1,134 @@
+"""The pplgen command: each subcommand end to end, and errors as one line with exit status 2."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pplgen.cli import main
+
+USER_PROGRAM = textwrap.dedent(
+    """
+    import torch, pyro, pyro.distributions as dist
+
+    net = torch.nn.Linear(2, 64)
+    enc = torch.nn.Linear(64, 4)
+
+    def model(x):
+        pyro.module("net", net)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=net(z)).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.module("enc", enc)
+        with pyro.plate("data", x.shape[0]):
+            loc, log_scale = enc(x).chunk(2, -1)
+            pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
+
+    def broken(x):
+        raise KeyError("no such layer")
+    """
+)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_inspect_prints_sites_edges_and_family(capsys, tmp_path):
+    code, out, _ = run(capsys, "inspect", "vae", "--data", "digits", "--out", str(tmp_path / "g.png"))
+    assert code == 0
+    assert "family:  latent" in out
+    assert "z -> x" in out
+    assert "plates:  data=" in out
+    assert (tmp_path / "g.png").stat().st_size > 1000
+
+
+def test_fit_sample_evaluate_an_exact_model(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    code, out, _ = run(capsys, "fit", "fvsbn", "--data", "digits", "--epochs", "2", "--out", str(run_dir))
+    assert code == 0 and "exact model, 2 epochs" in out
+    for name in ("config.json", "result.pt", "checkpoint.pt", "history.json", "graph.png", "curves.png"):
+        assert (run_dir / name).is_file(), name
+    code, out, _ = run(capsys, "sample", str(run_dir), "-n", "16")
+    assert code == 0 and (run_dir / "samples.png").is_file()
+    code, out, _ = run(capsys, "evaluate", str(run_dir), "--json")
+    row = json.loads(out)
+    assert row["estimator"] == "exact" and row["split"] == "test" and 0 < row["bits_per_dim"] < 1
+    history = json.loads((run_dir / "history.json").read_text())
+    assert row["nats"] == pytest.approx(history[-1]["val_nll"], rel=0.15)  # test and valid are alike
+    code, out, _ = run(capsys, "evaluate", str(run_dir))
+    assert "nats per data point" in out and "(exact)" in out
+
+
+def test_fit_and_evaluate_a_gan_reports_sample_metrics(capsys, tmp_path):
+    run_dir = tmp_path / "gan"
+    assert run(capsys, "fit", "gan", "--data", "ring8", "--epochs", "1", "--batch-size", "512", "--out", str(run_dir))[0] == 0
+    code, out, _ = run(capsys, "evaluate", str(run_dir))
+    assert code == 0 and "modes covered" in out and "high-quality" in out
+
+
+def test_fit_a_user_program_from_a_file(capsys, tmp_path):
+    path = tmp_path / "my_model.py"
+    path.write_text(USER_PROGRAM)
+    run_dir = tmp_path / "mine"
+    code, out, err = run(capsys, "fit", f"{path}:model,guide", "--data", "digits", "--epochs", "1", "--out", str(run_dir))
+    assert code == 0, err
+    assert "latent model" in out
+    code, out, _ = run(capsys, "evaluate", str(run_dir), "--num-samples", "5")
+    assert code == 0 and "importance-sampled, K=5" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fit", "vea", "--data", "digits"], "unknown model 'vea'"),
+        (["evaluate", "nowhere"], "not a run directory"),
+        (["fit", "vae", "--data", "binarized_mnist"], "PPLGEN_DATA"),
+        (["fit", "{file}:broken", "--data", "digits"], "raised KeyError"),
+        (["fit", "{file}:missing", "--data", "digits"], "has no callable 'missing'"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):
+    path = tmp_path / "prog.py"
+    path.write_text(USER_PROGRAM)
+    monkeypatch.setenv("PPLGEN_DATA", str(tmp_path))
+    argv = [a.replace("{file}", str(path)) for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_corrupted_run_checkpoint(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    run(capsys, "fit", "fvsbn", "--data", "digits", "--epochs", "1", "--out", str(run_dir))
+    (run_dir / "result.pt").write_bytes(b"\x00" * 100)
+    code, _, err = run(capsys, "sample", str(run_dir))
+    assert code == 2 and "corrupted, truncated or unsafe" in err and err.count("\n") == 1
+
+
+def test_console_script_exit_status():
+    proc = subprocess.run(
+        [sys.executable, "-m", "pplgen.cli", "fit", "nope", "--data", "digits"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "pplgen fit: error: unknown model 'nope': the zoo has fvsbn, gan, vae"
+
+
+def test_demo_writes_pictures_and_a_table(capsys, tmp_path):
+    code, out, _ = run(capsys, "demo", "--out", str(tmp_path), "--scale", "0.02")
+    assert code == 0
+    for model in ("fvsbn", "vae", "gan"):
+        for picture in ("graph.png", "curves.png", "samples.png"):
+            assert (tmp_path / model / picture).stat().st_size > 1000, (model, picture)
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["family"] for r in rows] == ["exact", "latent", "implicit"]
+    assert rows[0]["estimator"] == "exact" and rows[1]["estimator"].startswith("importance-sampled")
+    assert 0 <= rows[2]["modes"] <= 8
+    assert "| fvsbn | digits | exact |" in out
