@@ -20,12 +20,14 @@ from pplgen.infer.result import FitResult
 __all__ = ["bits_per_dim", "log_likelihood"]
 
 
-def _per_point(trace: poutine.Trace, data_plates: tuple[str, ...], size: int) -> torch.Tensor:
-    """Sum every site's log-density over all dimensions but the data plate's: shape ``(size,)``."""
-    trace.compute_log_prob()
+def _per_point(
+    trace: poutine.Trace, data_plates: tuple[str, ...], size: int, *, observed_only: bool = False
+) -> torch.Tensor:
+    """Sum the sites' log-densities over all dimensions but the data plate's: shape ``(size,)``."""
+    trace.compute_log_prob(lambda name, site: site["is_observed"] or not observed_only)
     total = 0.0
     for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
+        if site["type"] != "sample" or site_is_subsample(site) or (observed_only and not site["is_observed"]):
             continue
         frames = [f for f in site["cond_indep_stack"] if f.name in data_plates]
         if not frames:
@@ -108,9 +110,9 @@ def log_likelihood(
                     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*rows)
                     log_w = _per_point(model_trace, data_plates, len(rows[0]))
                     log_w = log_w - _per_point(guide_trace, data_plates, len(rows[0]))
-                else:
+                else:  # exact, or the prior as proposal: the weight is p(x | z)
                     model_trace = poutine.trace(model).get_trace(*rows)
-                    log_w = _per_point(model_trace, data_plates, len(rows[0]))
+                    log_w = _per_point(model_trace, data_plates, len(rows[0]), observed_only=True)
             log_w = log_w.reshape(-1, samples)
             results.append(torch.logsumexp(log_w, dim=1) - math.log(samples))
     return torch.cat(results).cpu()
