@@ -169,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="fit one model of each family on embedded data (about 3 minutes)")
     p.add_argument("--out", default="pplgen-demo")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply every epoch count (0.1 for a smoke run)")
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every epoch count (0.1 for a smoke run)"
+    )
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_demo)
     return parser

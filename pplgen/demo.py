@@ -27,8 +27,8 @@ class DemoFit:
     epochs: int
     batch_size: int
     lr: float
-    mean_samples: bool
-    patience: int | None = None  # early stopping on the validation metric, best epoch restored  # show the observation's mean given the latents (VAE) rather than a draw
+    mean_samples: bool  # show the observation's mean given the latents (VAE) rather than a draw
+    patience: int | None = None  # early stopping on the validation metric, best epoch restored
 
 
 DEMO = (

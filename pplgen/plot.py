@@ -16,7 +16,9 @@ def _axes(ax: Axes | None, size=(5, 4)) -> Axes:
     return ax if ax is not None else plt.figure(figsize=size).add_subplot()
 
 
-def training_curves(history: Sequence[dict], ax: Axes | None = None, keys: Sequence[str] | None = None) -> Axes:
+def training_curves(
+    history: Sequence[dict], ax: Axes | None = None, keys: Sequence[str] | None = None
+) -> Axes:
     """Plot each per-epoch metric of a fit's history against the epoch (validation dashed)."""
     ax = _axes(ax)
     if keys is None:
@@ -26,7 +28,9 @@ def training_curves(history: Sequence[dict], ax: Axes | None = None, keys: Seque
         values = [row.get(key, math.nan) for row in history]
         ax.plot(epochs, values, "--" if key.startswith("val_") else "-", marker=".", label=key)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("nats per data point" if any(k in ("loss", "nll", "val_loss", "val_nll") for k in keys) else "")
+    ax.set_ylabel(
+        "nats per data point" if any(k in ("loss", "nll", "val_loss", "val_nll") for k in keys) else ""
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     return ax

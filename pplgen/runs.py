@@ -108,7 +108,9 @@ def load_run(run_dir: Path, split: str = "train", device: str = "auto"):
     """The fitted result and the data set (``split``) of a run directory."""
     config_path = run_dir / "config.json"
     if not config_path.is_file():
-        raise DataFileError(f"{run_dir} is not a run directory: no config.json (write one with pplgen fit --out)")
+        raise DataFileError(
+            f"{run_dir} is not a run directory: no config.json (write one with pplgen fit --out)"
+        )
     config = json.loads(config_path.read_text())
     dataset = datasets.load(config["data"]["name"], split=split, **config["data"].get("options", {}))
     program = resolve_program(config["program"], dataset)

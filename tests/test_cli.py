@@ -68,7 +68,22 @@ def test_fit_sample_evaluate_an_exact_model(capsys, tmp_path):
 
 def test_fit_and_evaluate_a_gan_reports_sample_metrics(capsys, tmp_path):
     run_dir = tmp_path / "gan"
-    assert run(capsys, "fit", "gan", "--data", "ring8", "--epochs", "1", "--batch-size", "512", "--out", str(run_dir))[0] == 0
+    assert (
+        run(
+            capsys,
+            "fit",
+            "gan",
+            "--data",
+            "ring8",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "512",
+            "--out",
+            str(run_dir),
+        )[0]
+        == 0
+    )
     code, out, _ = run(capsys, "evaluate", str(run_dir))
     assert code == 0 and "modes covered" in out and "high-quality" in out
 
@@ -77,7 +92,9 @@ def test_fit_a_user_program_from_a_file(capsys, tmp_path):
     path = tmp_path / "my_model.py"
     path.write_text(USER_PROGRAM)
     run_dir = tmp_path / "mine"
-    code, out, err = run(capsys, "fit", f"{path}:model,guide", "--data", "digits", "--epochs", "1", "--out", str(run_dir))
+    code, out, err = run(
+        capsys, "fit", f"{path}:model,guide", "--data", "digits", "--epochs", "1", "--out", str(run_dir)
+    )
     assert code == 0, err
     assert "latent model" in out
     code, out, _ = run(capsys, "evaluate", str(run_dir), "--num-samples", "5")
@@ -115,7 +132,9 @@ def test_corrupted_run_checkpoint(capsys, tmp_path):
 
 def test_console_script_exit_status():
     proc = subprocess.run(
-        [sys.executable, "-m", "pplgen.cli", "fit", "nope", "--data", "digits"], capture_output=True, text=True
+        [sys.executable, "-m", "pplgen.cli", "fit", "nope", "--data", "digits"],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "pplgen fit: error: unknown model 'nope': the zoo has fvsbn, gan, vae"

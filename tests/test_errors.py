@@ -55,7 +55,9 @@ def test_every_error_is_a_pplgen_error_and_a_builtin():
 def test_nan_in_data():
     x = X.clone()
     x[3, 1] = float("nan")
-    with pytest.raises(DataError, match=r"NaN or infinite values in 1 of 20 data points \(first at index 3\)"):
+    with pytest.raises(
+        DataError, match=r"NaN or infinite values in 1 of 20 data points \(first at index 3\)"
+    ):
         pplgen.fit(bernoulli_model, x, epochs=1)
 
 
@@ -76,7 +78,10 @@ def test_non_binary_data_at_a_bernoulli_site():
 
 
 def test_observed_value_of_the_wrong_event_shape():
-    with pytest.raises(DataError, match=r"site 'x' expects observations of event shape \(4,\), got a value of shape \(\d+, 5\)"):
+    with pytest.raises(
+        DataError,
+        match=r"site 'x' expects observations of event shape \(4,\), got a value of shape \(\d+, 5\)",
+    ):
         pplgen.fit(bernoulli_model, torch.zeros(20, 5), epochs=1)
 
 
@@ -94,7 +99,9 @@ def test_program_that_raises_is_named():
     def broken_model(x):
         raise RuntimeError("decoder exploded")
 
-    with pytest.raises(ModelError, match=r"model program '.*broken_model' raised RuntimeError: decoder exploded"):
+    with pytest.raises(
+        ModelError, match=r"model program '.*broken_model' raised RuntimeError: decoder exploded"
+    ):
         pplgen.fit(broken_model, X, epochs=1)
 
 
@@ -177,7 +184,9 @@ class _RunsCode:
 
 def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
-    torch.save({"format": "pplgen-checkpoint", "version": 1, "payload": _RunsCode()}, path, pickle_module=pickle)
+    torch.save(
+        {"format": "pplgen-checkpoint", "version": 1, "payload": _RunsCode()}, path, pickle_module=pickle
+    )
     if os.path.exists("/tmp/pplgen-pwned"):
         os.remove("/tmp/pplgen-pwned")
     with pytest.raises(CheckpointError, match="unsafe"):

@@ -42,7 +42,9 @@ def make_vae(dim=64, z_dim=4, hidden=64):
 
 
 def make_gan(z_dim=8, hidden=64):
-    generator = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+    generator = nn.Sequential(
+        nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2)
+    )
 
     def model(x):
         pyro.module("generator", generator)
@@ -62,7 +64,9 @@ def digits():
 def test_exact_maximum_likelihood_reaches_the_closed_form(digits):
     # The MLE of independent Bernoullis is the pixel mean; its log-likelihood is known exactly.
     x, _ = digits
-    result = pplgen.fit(independent_bernoulli, x, epochs=150, batch_size=256, lr=0.05, seed=0, valid_fraction=0)
+    result = pplgen.fit(
+        independent_bernoulli, x, epochs=150, batch_size=256, lr=0.05, seed=0, valid_fraction=0
+    )
     assert result.family == "exact"
     probs = torch.sigmoid(pyro.param("logits")).detach()
     mean = x.mean(0).clamp(1e-3, 1 - 1e-3)
@@ -175,7 +179,9 @@ def test_resume_continues_to_the_same_parameters(digits, tmp_path):
     def run(epochs, out, resume):
         torch.manual_seed(0)
         vae = VAE(64, z_dim=4, hidden=32)
-        return pplgen.fit(vae.model, x, vae.guide, epochs=epochs, batch_size=128, seed=5, out=out, resume=resume)
+        return pplgen.fit(
+            vae.model, x, vae.guide, epochs=epochs, batch_size=128, seed=5, out=out, resume=resume
+        )
 
     whole = run(4, tmp_path / "whole", False)
     run(2, tmp_path / "split", False)  # "killed" after two epochs
@@ -190,7 +196,9 @@ def test_early_stopping_restores_the_best_epoch(digits):
 
     x, x_valid = digits
     # a large learning rate overfits quickly, so validation stops improving
-    result = pplgen.fit(FVSBNModel(64).model, x[:200], epochs=60, batch_size=50, lr=0.2, valid=x_valid, patience=3, seed=0)
+    result = pplgen.fit(
+        FVSBNModel(64).model, x[:200], epochs=60, batch_size=50, lr=0.2, valid=x_valid, patience=3, seed=0
+    )
     history = result.history
     assert len(history) < 60
     best_epoch = history[-1]["restored_epoch"]
@@ -222,7 +230,7 @@ def test_save_and_load_round_trip(digits, tmp_path):
     fresh = VAE(64, z_dim=4, hidden=32)
     loaded = pplgen.FitResult.load(path, fresh.model, fresh.guide)
     assert loaded.history == result.history and loaded.family == "latent"
-    for (ka, a), (kb, b) in zip(vae.state_dict().items(), fresh.state_dict().items()):
+    for (ka, a), (kb, b) in zip(vae.state_dict().items(), fresh.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(a, b)
     torch.manual_seed(1)
     ll_a = pplgen.log_likelihood(result, x_valid[:20], num_samples=10)

@@ -63,7 +63,9 @@ def test_importance_sampled_bound_is_below_the_truth_on_average(x):
 
 def test_bits_per_dim_is_nats_over_d_ln2(x):
     nats = -pplgen.log_likelihood(ppca, x, exact_posterior).mean()
-    assert pplgen.bits_per_dim(ppca, x, exact_posterior) == pytest.approx(nats.item() / (D * 0.6931471805599453), rel=1e-5)
+    assert pplgen.bits_per_dim(ppca, x, exact_posterior) == pytest.approx(
+        nats.item() / (D * 0.6931471805599453), rel=1e-5
+    )
 
 
 def test_sample_draws_from_the_model(x):

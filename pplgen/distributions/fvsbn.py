@@ -37,9 +37,7 @@ class FVSBN(TorchDistribution):
         if weight.dim() != 2 or weight.shape[0] != weight.shape[1]:
             raise ValueError(f"FVSBN expects a square (D, D) weight, got shape {tuple(weight.shape)}")
         if bias.shape[-1:] != weight.shape[:1]:
-            raise ValueError(
-                f"FVSBN expects bias of shape (..., {weight.shape[0]}), got {tuple(bias.shape)}"
-            )
+            raise ValueError(f"FVSBN expects bias of shape (..., {weight.shape[0]}), got {tuple(bias.shape)}")
         self.weight = weight
         self.bias = bias
         super().__init__(bias.shape[:-1], bias.shape[-1:], validate_args=validate_args)

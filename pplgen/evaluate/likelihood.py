@@ -99,7 +99,9 @@ def log_likelihood(
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     data_plates = tuple(graph.graph["data_plates"])
     if not data_plates:
-        raise ModelError("the program has no plate over the data points, so log p(x) cannot be split per point")
+        raise ModelError(
+            "the program has no plate over the data points, so log p(x) cannot be split per point"
+        )
     results = []
     with torch.no_grad(), on_device(device), pyro.validation_enabled(False):
         for batch in chunks(tensors, max(1, max_rows // samples)):

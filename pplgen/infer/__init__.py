@@ -7,4 +7,12 @@ from pplgen.infer.result import FitResult
 from pplgen.infer.svi import SVITrainer
 from pplgen.infer.trainer import Trainer
 
-__all__ = ["AdversarialTrainer", "ExactTrainer", "FitResult", "SVITrainer", "Trainer", "fit", "resolve_device"]
+__all__ = [
+    "AdversarialTrainer",
+    "ExactTrainer",
+    "FitResult",
+    "SVITrainer",
+    "Trainer",
+    "fit",
+    "resolve_device",
+]

@@ -54,11 +54,13 @@ class AdversarialTrainer(Trainer):
         implicit = [n for n, kind in self.graph.nodes(data="kind") if kind == "implicit"]
         if len(implicit) != 1:
             raise ModelError(
-                f"the adversarial trainer expects exactly one Implicit site, found {len(implicit)}: {implicit}"
+                f"the adversarial trainer expects one Implicit site, found {len(implicit)}: {implicit}"
             )
         self.site = implicit[0]
         event_shape = tuple(self.graph.nodes[self.site]["event_shape"])
-        self.discriminator = discriminator if discriminator is not None else default_discriminator(event_shape)
+        self.discriminator = (
+            discriminator if discriminator is not None else default_discriminator(event_shape)
+        )
         self.d_lr = d_lr if d_lr is not None else self.lr
         self.d_optimizer: torch.optim.Optimizer | None = None
 
@@ -91,7 +93,10 @@ class AdversarialTrainer(Trainer):
 
     def step(self, batch, num_data):
         real, fake, others = self.run(lambda: self.simulate(batch))
-        d_loss = F.softplus(-self.discriminator(real)).mean() + F.softplus(self.discriminator(fake.detach())).mean()
+        d_loss = (
+            F.softplus(-self.discriminator(real)).mean()
+            + F.softplus(self.discriminator(fake.detach())).mean()
+        )
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         self.d_optimizer.step()

@@ -81,7 +81,9 @@ def _check_site(name: str, fn, value: torch.Tensor) -> None:
         while hasattr(base, "base_dist"):
             base = base.base_dist
         outside = ~base.support.check(value)
-        example = value[outside.expand(value.shape)] if outside.shape == value.shape or outside.dim() else None
+        example = (
+            value[outside.expand(value.shape)] if outside.shape == value.shape or outside.dim() else None
+        )
         example = f", e.g. {float(example[0]):g}" if example is not None and example.numel() else ""
         raise DataError(
             f"site {name!r} ({type(base).__name__}) expects values in its support {base.support}, "

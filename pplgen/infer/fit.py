@@ -39,7 +39,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise UnknownNameError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+        raise UnknownNameError(
+            f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UnknownNameError(f"device {str(device)!r} was asked for, but CUDA is not available here")
     return device
@@ -52,7 +54,9 @@ def _check_family(graph: nx.DiGraph, family: str | None) -> str:
     if family not in FAMILIES:
         raise UnknownNameError(f"unknown family {family!r}: expected one of {', '.join(FAMILIES)}")
     if family != found:
-        raise ModelError(f"family {family!r} was asked for, but the program is {found}: {graph.graph['reason']}")
+        raise ModelError(
+            f"family {family!r} was asked for, but the program is {found}: {graph.graph['reason']}"
+        )
     return family
 
 
@@ -213,7 +217,9 @@ def fit(
         graph=trainer.graph,
         device=device,
         family=family,
-        data_spec=[{"shape": list(t.shape[1:]), "dtype": str(t.dtype).removeprefix("torch.")} for t in tensors],
+        data_spec=[
+            {"shape": list(t.shape[1:]), "dtype": str(t.dtype).removeprefix("torch.")} for t in tensors
+        ],
         settings=settings,
         trainer=trainer,
     )

@@ -42,7 +42,7 @@ class LoopSettings:
 
 def _rng_state(generator: torch.Generator) -> dict:
     version, mt, gauss = random.getstate()
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # noqa: NPY002 - the legacy global state is what Pyro seeds
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -59,7 +59,7 @@ def _set_rng_state(state: dict, generator: torch.Generator) -> None:
     version, mt, gauss = state["python"]
     random.setstate((version, tuple(mt), gauss))
     name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))  # noqa: NPY002
     generator.set_state(state["shuffle"])
 
 
@@ -127,7 +127,11 @@ def train(
                 rows.append((len(index), metrics))
                 bar.update()
                 bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
-            row = {"epoch": epoch + 1, **_mean_metrics(rows), **_validate(trainer, valid, settings.batch_size)}
+            row = {
+                "epoch": epoch + 1,
+                **_mean_metrics(rows),
+                **_validate(trainer, valid, settings.batch_size),
+            }
             row["time_s"] = time.perf_counter() - began
             history.append(row)
 
@@ -145,7 +149,9 @@ def train(
                         "trainer": trainer.state_dict(),
                         "history": history,
                         "rng": _rng_state(generator),
-                        "best": None if best is None else dict(zip(("metric", "epoch", "params"), best)),
+                        "best": None
+                        if best is None
+                        else dict(zip(("metric", "epoch", "params"), best, strict=True)),
                         "meta": settings.meta,
                     },
                 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyro
 import torch
-from pyro.nn import PyroModule, PyroParam
+from pyro.nn import PyroModule, PyroParam, pyro_method
 
 from pplgen.distributions import FVSBN
 
@@ -31,6 +31,7 @@ class FVSBNModel(PyroModule):
     def from_dataset(cls, dataset, **config) -> FVSBNModel:
         return cls(**{"dim": int(dataset.x[0].numel()), **config})
 
+    @pyro_method
     def model(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):
             pyro.sample("x", FVSBN(self.weight, self.bias), obs=x)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
+from pyro.nn import PyroModule, pyro_method
 
 from pplgen.distributions import Implicit
 from pplgen.nn import MLP
@@ -41,6 +41,7 @@ class GAN(PyroModule):
         output = "sigmoid" if dataset.kind == "binary" else "linear"
         return cls(**{"dim": int(dataset.x[0].numel()), "output": output, **config})
 
+    @pyro_method
     def model(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):
             noise = dist.Normal(x.new_zeros(self.z_dim), x.new_ones(self.z_dim)).to_event(1)

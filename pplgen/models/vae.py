@@ -6,7 +6,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.nn import PyroModule
+from pyro.nn import PyroModule, pyro_method
 
 from pplgen.nn import MLP
 
@@ -52,12 +52,14 @@ class VAE(PyroModule):
             return dist.Bernoulli(logits=out).to_event(1)
         return dist.Normal(out, self.log_scale.exp()).to_event(1)
 
+    @pyro_method
     def model(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):
             prior = dist.Normal(x.new_zeros(self.z_dim), x.new_ones(self.z_dim)).to_event(1)
             z = pyro.sample("z", prior)
             pyro.sample("x", self.observation(z), obs=x.reshape(x.shape[0], -1))
 
+    @pyro_method
     def guide(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):
             loc, raw_scale = self.encoder(x.reshape(x.shape[0], -1)).chunk(2, dim=-1)

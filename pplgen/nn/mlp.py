@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 __all__ = ["MLP"]
@@ -17,6 +16,7 @@ class MLP(nn.Sequential):
         sizes: layer widths, input first: ``MLP([64, 256, 10])`` maps 64 features to 10.
         activation: the module class put between layers.
 
+    >>> import torch
     >>> MLP([4, 8, 2])(torch.zeros(3, 4)).shape
     torch.Size([3, 2])
     """
@@ -25,7 +25,7 @@ class MLP(nn.Sequential):
         if len(sizes) < 2:
             raise ValueError(f"MLP expects at least an input and an output size, got {list(sizes)}")
         layers: list[nn.Module] = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(nn.Linear(fan_in, fan_out))
             if i < len(sizes) - 2:
                 layers.append(activation())
