@@ -28,6 +28,8 @@ def _inspect(args) -> int:
     dataset = datasets.load(args.data, split="train")
     program = resolve_program(args.model, dataset)
     graph = inspect(program.model, *(t[: args.batch_size] for t in dataset.tensors()))
+    for plate in graph.graph["data_plates"]:  # traced on a few points; the data set is larger
+        graph.graph["plates"][plate] = len(dataset)
     print(f"program: {graph.graph.get('program', '')}")
     print(f"family:  {graph.graph['family']} ({graph.graph['reason']})")
     print(f"plates:  {', '.join(f'{k}={v}' for k, v in graph.graph['plates'].items()) or 'none'}")
@@ -188,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pplgen {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped (| head)
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,31 @@
+"""Render benchmarks/results.jsonl as the table in benchmarks/RESULTS.md."""
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    rows = [json.loads(line) for line in (HERE / "results.jsonl").read_text().splitlines() if line.strip()]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Rendered from `results.jsonl` by `benchmarks/render.py`; every figure comes from a recorded run.",
+        "",
+        "| benchmark | model | dataset | split | metric | value | reference | device | date | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ref = r["reference"]
+        shown = "–" if ref.get("value") is None else f"{ref['value']} ({ref['source']})"
+        value = f"{r['value']:.4g}" if isinstance(r["value"], float) else r["value"]
+        lines.append(
+            f"| {r['benchmark']} | {r['model']} | {r['dataset']} | {r['split']} | {r['metric']} | {value} | "
+            f"{shown} | {r['device']} | {r['date']} | {r['commit']} |"
+        )
+    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
