@@ -11,7 +11,7 @@ import pyro
 # two models never share state by name. This must hold before any PyroModule is built.
 pyro.settings.set(module_local_params=True)
 
-from pplgen import data, errors  # noqa: E402
+from pplgen import data, errors, models, plot  # noqa: E402
 from pplgen.distributions import Implicit  # noqa: E402
 from pplgen.evaluate import bits_per_dim, log_likelihood, sample  # noqa: E402
 from pplgen.graph import classify, inspect  # noqa: E402
@@ -31,6 +31,8 @@ __all__ = [
     "fit",
     "inspect",
     "log_likelihood",
+    "models",
+    "plot",
     "sample",
     "to_dot",
 ]

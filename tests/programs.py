@@ -34,18 +34,18 @@ def _binary(*shape: int) -> torch.Tensor:
     return torch.randint(0, 2, shape).float()
 
 
-def _mlp(inputs: int, outputs: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inputs, HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, outputs))
+def _mlp(inputs: int, outputs: int, hidden: int = HIDDEN) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, outputs))
 
 
-def vae() -> Built:
+def vae(x_dim: int = X_DIM, z_dim: int = Z_DIM, hidden: int = HIDDEN) -> Built:
     """Kingma & Welling (2014): a VAE whose networks are registered with ``pyro.module``."""
-    encoder, decoder = _mlp(X_DIM, 2 * Z_DIM), _mlp(Z_DIM, X_DIM)
+    encoder, decoder = _mlp(x_dim, 2 * z_dim, hidden), _mlp(z_dim, x_dim, hidden)
 
     def model(x):
         pyro.module("decoder", decoder)
         with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", dist.Normal(torch.zeros(Z_DIM), 1.0).to_event(1))
+            z = pyro.sample("z", dist.Normal(torch.zeros(z_dim), 1.0).to_event(1))
             pyro.sample("x", dist.Bernoulli(logits=decoder(z)).to_event(1), obs=x)
 
     def guide(x):
@@ -55,7 +55,7 @@ def vae() -> Built:
             pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
 
     model.guide = guide
-    return model, (_binary(BATCH, X_DIM),)
+    return model, (_binary(BATCH, x_dim),)
 
 
 class VAE(PyroModule):

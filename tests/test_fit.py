@@ -12,6 +12,7 @@ import pplgen
 from pplgen import data as datasets
 from pplgen.evaluate import mode_metrics
 from pplgen.infer.trainer import LocalScale
+from tests import programs
 
 
 # -- small user programs, written the way the README teaches -------------------------------------------
@@ -23,22 +24,9 @@ def independent_bernoulli(x):
 
 
 def make_vae(dim=64, z_dim=4, hidden=64):
-    decoder = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
-    encoder = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * z_dim))
-
-    def model(x):
-        pyro.module("decoder", decoder)
-        with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", dist.Normal(torch.zeros(z_dim), 1.0).to_event(1))
-            pyro.sample("x", dist.Bernoulli(logits=decoder(z)).to_event(1), obs=x)
-
-    def guide(x):
-        pyro.module("encoder", encoder)
-        with pyro.plate("data", x.shape[0]):
-            loc, log_scale = encoder(x).chunk(2, dim=-1)
-            pyro.sample("z", dist.Normal(loc, log_scale.clamp(-6, 2).exp()).to_event(1))
-
-    return model, guide
+    """The user-written VAE of the reference programs (pyro.module networks, encoder guide)."""
+    model, _ = programs.vae(dim, z_dim, hidden)
+    return model, model.guide
 
 
 def make_gan(z_dim=8, hidden=64):
