@@ -48,6 +48,7 @@ class AdversarialTrainer(Trainer):
     """
 
     monitor = "val_d_loss"
+    betas = (0.5, 0.999)  # the usual GAN setting (Radford et al. 2016)
 
     def __init__(self, *args, discriminator: nn.Module | None = None, d_lr: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -67,8 +68,7 @@ class AdversarialTrainer(Trainer):
     def setup(self, batch, num_data):
         self.discriminator.to(self.device)
         super().setup(batch, num_data)
-        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.d_lr, betas=(0.5, 0.999))
-        self.optimizer = torch.optim.Adam(list(self.params), lr=self.lr, betas=(0.5, 0.999))
+        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.d_lr, betas=self.betas)
 
     def train(self, mode: bool = True) -> None:
         super().train(mode)

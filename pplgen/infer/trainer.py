@@ -41,9 +41,11 @@ class Trainer:
 
     Attributes:
         monitor: the history key that early stopping watches (lower is better).
+        betas: Adam's moment decay rates for the program's parameters.
     """
 
     monitor = "val_loss"
+    betas = (0.9, 0.999)  # Adam's moment decay rates
 
     def __init__(
         self,
@@ -90,7 +92,7 @@ class Trainer:
             self.params.add_module(role, module)
         with torch.random.fork_rng(devices=self._rng_devices()), pyro.validation_enabled(False):
             self.run(lambda: self.loss(batch, num_data))
-        self.optimizer = torch.optim.Adam(list(self.params), lr=self.lr)
+        self.optimizer = torch.optim.Adam(list(self.params), lr=self.lr, betas=self.betas)
 
     def _rng_devices(self) -> list:
         return [self.device] if self.device.type == "cuda" else []
