@@ -13,21 +13,45 @@ from pathlib import Path
 import torch
 
 from pplgen import data as datasets
-from pplgen.errors import PplgenError
+from pplgen.errors import DataError, PplgenError
 
 __all__ = ["build_parser", "main"]
 
-MODEL_HELP = "a zoo name (fvsbn, vae, gan) or path/to/file.py:model[,guide] naming your own program"
+MODEL_HELP = (
+    "a zoo name (fvsbn, nade, made, pixelcnn, wavenet, charlm, lstmlm, vae, gan) "
+    "or path/to/file.py:model[,guide] naming your own program"
+)
+
+
+def _pairs(items: list[str] | None, option: str) -> dict:
+    """``KEY=VALUE`` strings as a dict; values read as JSON where they parse (``500``, ``[64, 64]``)."""
+    pairs = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise DataError(f"{option} expects KEY=VALUE, got {item!r}")
+        try:
+            pairs[key] = json.loads(text)
+        except json.JSONDecodeError:
+            pairs[key] = text
+    return pairs
+
+
+def _program_and_data(args, split: str = "train"):
+    from pplgen.runs import resolve_program
+
+    options = _pairs(args.data_option, "--data-option")
+    dataset = datasets.load(args.data, split=split, **options)
+    program = resolve_program(args.model, dataset, _pairs(args.set, "--set"), labels=args.labels)
+    return program, dataset, options
 
 
 def _inspect(args) -> int:
     from pplgen.graph import inspect
     from pplgen.render import draw
-    from pplgen.runs import resolve_program
 
-    dataset = datasets.load(args.data, split="train")
-    program = resolve_program(args.model, dataset)
-    graph = inspect(program.model, *(t[: args.batch_size] for t in dataset.tensors()))
+    program, dataset, _ = _program_and_data(args)
+    graph = inspect(program.model, *(t[: args.batch_size] for t in dataset.tensors(program.takes_labels)))
     for plate in graph.graph["data_plates"]:  # traced on a few points; the data set is larger
         graph.graph["plates"][plate] = len(dataset)
     print(f"program: {graph.graph.get('program', '')}")
@@ -53,27 +77,26 @@ def _inspect(args) -> int:
 
 def _fit(args) -> int:
     from pplgen.infer import fit
-    from pplgen.runs import program_label, resolve_program, save_run
+    from pplgen.runs import program_label, save_run
 
-    dataset = datasets.load(args.data, split="train")
-    valid = datasets.load(args.data, split="valid")
-    program = resolve_program(args.model, dataset)
+    program, dataset, options = _program_and_data(args)
+    valid = datasets.load(args.data, split="valid", **options)
     run_dir = Path(args.out or f"runs/{program_label(program.spec).replace(':', '-')}-{args.data}")
     result = fit(
         program.model,
-        dataset.tensors(),
+        dataset.tensors(program.takes_labels),
         program.guide,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         device=args.device,
-        valid=valid.tensors(),
+        valid=valid.tensors(program.takes_labels),
         patience=args.patience,
         seed=args.seed,
         out=run_dir,
         resume=args.resume,
     )
-    save_run(run_dir, result, program, {"name": args.data})
+    save_run(run_dir, result, program, {"name": args.data, "options": options})
     last = result.history[-1]
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "time_s"))
     print(f"{result.family} model, {last['epoch']} epochs on {result.device}: {metrics}")
@@ -86,13 +109,28 @@ def _sample(args) -> int:
     from pplgen.runs import load_run, write_samples
 
     run_dir = Path(args.run_dir)
-    result, dataset, _ = load_run(run_dir, device=args.device)
+    result, dataset, program = load_run(run_dir, device=args.device)
     if args.seed is not None:
         torch.manual_seed(args.seed)
-    samples = sample(result, args.n, mean=args.mean)
+    batch = None
+    if program.takes_labels:  # a conditional program: the labels say what to draw
+        batch = (torch.zeros(args.n, *dataset.event_shape, dtype=dataset.x.dtype), _labels(args, dataset))
+    elif args.label is not None:
+        raise DataError("--label applies to programs conditioned on labels; this one takes none")
+    samples = sample(result, args.n, batch, mean=args.mean)
     out = write_samples(samples, dataset, Path(args.out or run_dir / "samples"))
     print(f"wrote {args.n} samples to {out}")
     return 0
+
+
+def _labels(args, dataset) -> torch.Tensor:
+    """The label of every sample: ``--label`` for all of them, else the data's labels in turn."""
+    classes = int(dataset.y.max()) + 1
+    if args.label is None:
+        return torch.arange(args.n) % classes
+    if not 0 <= args.label < classes:
+        raise DataError(f"--label must be one of 0 .. {classes - 1} for {dataset.name}, got {args.label}")
+    return torch.full((args.n,), args.label, dtype=torch.long)
 
 
 def _evaluate(args) -> int:
@@ -100,8 +138,8 @@ def _evaluate(args) -> int:
     from pplgen.runs import load_run
 
     torch.manual_seed(args.seed)
-    result, dataset, _ = load_run(Path(args.run_dir), split=args.split, device=args.device)
-    row = summary(result, dataset, num_samples=args.num_samples)
+    result, dataset, program = load_run(Path(args.run_dir), split=args.split, device=args.device)
+    row = summary(result, dataset, num_samples=args.num_samples, labels=program.takes_labels)
     if args.json:
         print(json.dumps(row))
     elif "nats" in row:
@@ -126,6 +164,16 @@ def _demo(args) -> int:
     return 0
 
 
+def _program_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="a zoo model setting, e.g. --set hidden=500"
+    )
+    p.add_argument(
+        "--data-option", action="append", metavar="KEY=VALUE", help="a data set option, e.g. length=4000"
+    )
+    p.add_argument("--labels", action="store_true", help="your program takes the labels too: model(x, y)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pplgen", description="Deep generative models as Pyro programs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--data", required=True, choices=datasets.NAMES)
     p.add_argument("--out", help="write the plate diagram to this PNG")
+    _program_options(p)
     p.add_argument("--params", action="store_true", help="show parameter sites too")
     p.add_argument("--batch-size", type=int, default=8, help="data points to trace the program with")
     p.set_defaults(run=_inspect)
@@ -141,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="train a program and write a run directory")
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--data", required=True, choices=datasets.NAMES)
+    _program_options(p)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -156,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=64)
     p.add_argument("--out", help="output file (the suffix follows the data: .png, .wav, .txt)")
     p.add_argument("--mean", action="store_true", help="the observation's mean given the latents")
+    p.add_argument("--label", type=int, help="for a program conditioned on labels: draw this class (a digit)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(run=_sample)

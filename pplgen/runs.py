@@ -38,6 +38,7 @@ class Program:
     model: Callable
     guide: Callable | None
     spec: dict
+    takes_labels: bool = False  # the program is called as model(x, y) with the data's labels
 
 
 def _load_file(path: Path, names: list[str]) -> list[Callable]:
@@ -60,23 +61,36 @@ def _load_file(path: Path, names: list[str]) -> list[Callable]:
     return found
 
 
-def resolve_program(spec: str | dict, dataset) -> Program:
-    """A zoo name (``vae``) or ``path/file.py:model[,guide]`` as a :class:`Program` for ``dataset``."""
+def resolve_program(spec: str | dict, dataset, config: dict | None = None, labels: bool = False) -> Program:
+    """A zoo name (``vae``) or ``path/file.py:model[,guide]`` as a :class:`Program` for ``dataset``.
+
+    Args:
+        spec: the name or path, or the plain-data spec saved in a run's ``config.json``.
+        dataset: the data the program is built for (zoo models read their sizes from it).
+        config: keyword arguments for a zoo model (``--set hidden=500``).
+        labels: a user's program takes the data's labels, ``model(x, y)`` (zoo models say so themselves).
+    """
     if isinstance(spec, str):
         if ":" in spec:
             path, _, names = spec.rpartition(":")
-            spec = {"file": str(Path(path).resolve()), "names": names.split(",")}
+            spec = {"file": str(Path(path).resolve()), "names": names.split(","), "labels": labels}
         else:
-            spec = {"zoo": spec, "config": {}}
+            spec = {"zoo": spec, "config": dict(config or {})}
+    if config and "zoo" not in spec:
+        raise UnknownNameError(
+            "model settings (--set) apply to zoo models; configure your own program in its file"
+        )
     if "zoo" in spec:
         module = models.build(spec["zoo"], dataset, **spec.get("config", {}))
         spec = {"zoo": spec["zoo"], "config": module.config}
-        return Program(module.model, getattr(module, "guide", None), spec)
+        takes_labels = bool(getattr(module, "takes_labels", False))
+        return Program(module.model, getattr(module, "guide", None), spec, takes_labels)
     names = spec["names"]
     if not 1 <= len(names) <= 2:
         raise UnknownNameError(f"expected path.py:model or path.py:model,guide, got names {names}")
     programs = _load_file(Path(spec["file"]), names)
-    return Program(programs[0], programs[1] if len(programs) == 2 else None, spec)
+    guide = programs[1] if len(programs) == 2 else None
+    return Program(programs[0], guide, spec, bool(spec.get("labels", False)))
 
 
 def save_run(run_dir: Path, result: FitResult, program: Program, data: dict) -> None:
@@ -105,7 +119,7 @@ def program_label(spec: dict) -> str:
 
 
 def load_run(run_dir: Path, split: str = "train", device: str = "auto"):
-    """The fitted result and the data set (``split``) of a run directory."""
+    """The fitted result, the data set (``split``) and the :class:`Program` of a run directory."""
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise DataFileError(
@@ -115,7 +129,7 @@ def load_run(run_dir: Path, split: str = "train", device: str = "auto"):
     dataset = datasets.load(config["data"]["name"], split=split, **config["data"].get("options", {}))
     program = resolve_program(config["program"], dataset)
     result = FitResult.load(run_dir / "result.pt", program.model, program.guide, device=device)
-    return result, dataset, config
+    return result, dataset, program
 
 
 def write_samples(samples: torch.Tensor, dataset, out: Path) -> Path:

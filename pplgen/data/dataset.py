@@ -28,7 +28,7 @@ class Dataset:
             vocabulary of ``num_levels`` symbols; ``"audio"``: float32 waveforms in ``[-1, 1]``.
         x: the data, first dimension indexing data points, shape ``(N,) + event_shape``.
         y: int64 labels of shape ``(N,)`` (digit class, mixture component, spoken digit), or ``None``.
-            Labels are never passed to :func:`pplgen.fit` by :meth:`tensors`.
+            :meth:`tensors` passes them on only when asked (``labels=True``).
         event_shape: the shape of one data point; filled in from ``x`` when left as ``None``.
         num_levels: how many values one coordinate takes (2 for binary data, 17 for the digit levels,
             the vocabulary size for tokens), ``None`` for continuous data and audio.
@@ -75,9 +75,16 @@ class Dataset:
             f"x={tuple(self.x.shape)} {dtype}{levels})"
         )
 
-    def tensors(self) -> tuple[torch.Tensor, ...]:
-        """The tuple to pass to :func:`pplgen.fit` as ``data``: ``(x,)``; labels are left out."""
-        return (self.x,)
+    def tensors(self, labels: bool = False) -> tuple[torch.Tensor, ...]:
+        """The tuple to pass to :func:`pplgen.fit` as ``data``: ``(x,)``, or ``(x, y)`` with ``labels``.
+
+        Conditional programs (``model(x, y)``, e.g. a digit-conditioned WaveNet) take the labels too.
+        """
+        if not labels:
+            return (self.x,)
+        if self.y is None:
+            raise DataError(f"data set {self.name!r} has no labels (y), but the program takes (x, y)")
+        return (self.x, self.y)
 
     def to(self, device: torch.device | str) -> Dataset:
         """A copy with ``x``, ``y`` and every tensor in ``meta`` moved to ``device``."""

@@ -14,7 +14,7 @@ from pplgen.errors import ImplicitLikelihoodError, ModelError, program_errors
 from pplgen.graph import inspect
 from pplgen.infer.checks import as_tensors, chunks
 from pplgen.infer.fit import resolve_device
-from pplgen.infer.params import on_device
+from pplgen.infer.params import evaluation_mode, on_device
 from pplgen.infer.result import FitResult
 
 __all__ = ["bits_per_dim", "log_likelihood"]
@@ -103,7 +103,7 @@ def log_likelihood(
             "the program has no plate over the data points, so log p(x) cannot be split per point"
         )
     results = []
-    with torch.no_grad(), on_device(device), pyro.validation_enabled(False):
+    with torch.no_grad(), on_device(device), pyro.validation_enabled(False), evaluation_mode(model, guide):
         for batch in chunks(tensors, max(1, max_rows // samples)):
             rows = tuple(t.repeat_interleave(samples, dim=0) for t in batch)
             with program_errors(guide or model, role="guide" if guide else "model"):

@@ -12,7 +12,7 @@ from pplgen.errors import DataError, program_errors
 from pplgen.graph import inspect
 from pplgen.infer.checks import as_tensors
 from pplgen.infer.fit import resolve_device
-from pplgen.infer.params import on_device
+from pplgen.infer.params import evaluation_mode, on_device
 from pplgen.infer.result import FitResult, template_batch
 
 __all__ = ["sample"]
@@ -62,7 +62,7 @@ def sample(
     device = model.device if isinstance(model, FitResult) else resolve_device(device)
     program = model.model if isinstance(model, FitResult) else model
     batch = _template(model, num_samples, data, device)
-    with torch.no_grad(), on_device(device):
+    with torch.no_grad(), on_device(device), evaluation_mode(program):
         graph = inspect(program, *batch)
         observed = [n for n, k in graph.nodes(data="kind") if k in ("observed", "implicit")]
         with pyro.validation_enabled(False), program_errors(program):

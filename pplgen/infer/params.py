@@ -10,7 +10,7 @@ from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
-__all__ = ["ParamSet", "modules_of", "on_device"]
+__all__ = ["ParamSet", "evaluation_mode", "modules_of", "on_device"]
 
 
 def modules_of(program: Callable | None) -> list[nn.Module]:
@@ -21,6 +21,26 @@ def modules_of(program: Callable | None) -> list[nn.Module]:
         return [program]
     owner = getattr(program, "__self__", None)
     return [owner] if isinstance(owner, nn.Module) else []
+
+
+@contextlib.contextmanager
+def evaluation_mode(*programs: Callable | None) -> Iterator[None]:
+    """Put the programs' modules in evaluation mode (``module.eval()``), restoring their modes after.
+
+    Evaluation and sampling run this way, so modules that train differently (dropout, MADE's random
+    orderings) give their test-time behaviour.
+    """
+    modes = {
+        id(m): (m, [(sub, sub.training) for sub in m.modules()]) for p in programs for m in modules_of(p)
+    }
+    for module, _ in modes.values():
+        module.eval()
+    try:
+        yield
+    finally:
+        for _, saved in modes.values():
+            for sub, training in saved:
+                sub.training = training
 
 
 class _MoveParams(Messenger):

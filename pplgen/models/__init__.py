@@ -7,11 +7,18 @@ from pyro.nn import PyroModule
 from pplgen.errors import UnknownNameError
 from pplgen.models.fvsbn import FVSBNModel
 from pplgen.models.gan import GAN
+from pplgen.models.nade import MADEModel, NADEModel
 from pplgen.models.vae import VAE
 
-__all__ = ["FVSBNModel", "GAN", "VAE", "ZOO", "build"]
+__all__ = ["FVSBNModel", "GAN", "MADEModel", "NADEModel", "VAE", "ZOO", "build"]
 
-ZOO: dict[str, type[PyroModule]] = {"fvsbn": FVSBNModel, "vae": VAE, "gan": GAN}
+ZOO: dict[str, type[PyroModule]] = {
+    "fvsbn": FVSBNModel,
+    "nade": NADEModel,
+    "made": MADEModel,
+    "vae": VAE,
+    "gan": GAN,
+}
 
 
 def build(name: str, dataset, **config) -> PyroModule:
