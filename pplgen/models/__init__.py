@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from pyro.nn import PyroModule
 
 from pplgen.errors import UnknownNameError
@@ -29,4 +31,11 @@ def build(name: str, dataset, **config) -> PyroModule:
     """
     if name not in ZOO:
         raise UnknownNameError(f"unknown model {name!r}: the zoo has {', '.join(sorted(ZOO))}")
+    settings = [p for p in inspect.signature(ZOO[name]).parameters if p not in ("self", "args", "kwargs")]
+    unknown = sorted(set(config) - set(settings))
+    if unknown:
+        raise UnknownNameError(
+            f"model {name!r} has no setting {', '.join(map(repr, unknown))}; "
+            f"its settings: {', '.join(settings)}"
+        )
     return ZOO[name].from_dataset(dataset, **config)
