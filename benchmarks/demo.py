@@ -9,18 +9,12 @@ exists. Run ``python benchmarks/render.py`` afterwards to refresh RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import subprocess
 import time
 from pathlib import Path
 
-import torch
+from common import record
 
 from pplgen.demo import DEMO, run_demo
-
-RESULTS = Path(__file__).with_name("results.jsonl")
 
 # PacGAN (Lin et al. 2018), 2D-ring, the plain GAN with their architecture: quoted from the paper's
 # table as the comparison. No peer figure exists for the binarised scikit-learn digits.
@@ -32,21 +26,6 @@ REFERENCES = {
 NO_REFERENCE = {"value": None, "source": "no published figure for binarised scikit-learn digits"}
 
 
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return f"cpu ({os.cpu_count()} cores)"
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="pplgen-demo")
@@ -55,13 +34,6 @@ def main() -> None:
     rows = run_demo(Path(args.out))
     wall = time.perf_counter() - began
     settings = {job.model: {k: v for k, v in vars(job).items() if k != "model"} for job in DEMO}
-    common = {
-        "benchmark": "demo",
-        "device": device_name(),
-        "date": datetime.date.today().isoformat(),
-        "commit": commit(),
-        "wall_s": round(wall, 1),
-    }
     metrics = {
         "nats": "nll_nats",
         "bits_per_dim": "bits_per_dim",
@@ -69,26 +41,23 @@ def main() -> None:
         "hq_percent": "hq_percent",
         "reverse_kl": "reverse_kl",
     }
-    with RESULTS.open("a") as f:
-        for row in rows:
-            for key, metric in metrics.items():
-                if key not in row:
-                    continue
-                record = {
-                    **common,
-                    "model": row["model"],
-                    "dataset": row["data"],
-                    "split": row["split"],
-                    "metric": metric,
-                    "value": row[key],
-                    "reference": REFERENCES.get((row["model"], key), NO_REFERENCE),
-                    "settings": {
+    for row in rows:
+        for key, metric in metrics.items():
+            if key in row:
+                record(
+                    "demo",
+                    row["model"],
+                    row["data"],
+                    row["split"],
+                    metric,
+                    row[key],
+                    REFERENCES.get((row["model"], key), NO_REFERENCE),
+                    wall,
+                    {
                         **settings[row["model"]],
                         "estimator": row.get("estimator", "sample metric, 2500 samples"),
                     },
-                }
-                f.write(json.dumps(record) + "\n")
-    print(f"appended to {RESULTS}")
+                )
 
 
 if __name__ == "__main__":

@@ -138,11 +138,14 @@ def write_samples(samples: torch.Tensor, dataset, out: Path) -> Path:
     samples = samples.detach().cpu()
     if dataset.kind == "audio":
         out = out.with_suffix(".wav")
-        pcm = (samples.reshape(-1).clamp(-1, 1) * 32767).to(torch.int16)
+        rate = int(dataset.meta["sample_rate"])
+        gap = torch.zeros(len(samples), rate // 4)  # a quarter second of silence after each sample
+        clips = torch.cat([samples.reshape(len(samples), -1).float(), gap], dim=1)
+        pcm = (clips.reshape(-1).clamp(-1, 1) * 32767).to(torch.int16)
         with wave.open(str(out), "wb") as f:
             f.setnchannels(1)
             f.setsampwidth(2)
-            f.setframerate(int(dataset.meta["sample_rate"]))
+            f.setframerate(rate)
             f.writeframes(pcm.numpy().tobytes())
         return out
     if dataset.kind == "token":
