@@ -5,5 +5,6 @@ from pplgen.distributions.fvsbn import FVSBN
 from pplgen.distributions.implicit import Implicit
 from pplgen.distributions.made import MADE
 from pplgen.distributions.nade import NADE
+from pplgen.distributions.sequence import SequenceLM
 
-__all__ = ["FVSBN", "MADE", "NADE", "AutoregressiveDistribution", "Implicit"]
+__all__ = ["FVSBN", "MADE", "NADE", "AutoregressiveDistribution", "Implicit", "SequenceLM"]

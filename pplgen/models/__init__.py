@@ -9,15 +9,28 @@ from pyro.nn import PyroModule
 from pplgen.errors import UnknownNameError
 from pplgen.models.fvsbn import FVSBNModel
 from pplgen.models.gan import GAN
+from pplgen.models.lm import CharLSTM, CharTransformer
 from pplgen.models.nade import MADEModel, NADEModel
 from pplgen.models.vae import VAE
 
-__all__ = ["FVSBNModel", "GAN", "MADEModel", "NADEModel", "VAE", "ZOO", "build"]
+__all__ = [
+    "CharLSTM",
+    "CharTransformer",
+    "FVSBNModel",
+    "GAN",
+    "MADEModel",
+    "NADEModel",
+    "VAE",
+    "ZOO",
+    "build",
+]
 
 ZOO: dict[str, type[PyroModule]] = {
     "fvsbn": FVSBNModel,
     "nade": NADEModel,
     "made": MADEModel,
+    "charlm": CharTransformer,
+    "lstmlm": CharLSTM,
     "vae": VAE,
     "gan": GAN,
 }

@@ -1,12 +1,21 @@
 """Network building blocks."""
 
+from pplgen.nn.attention import Block, CausalSelfAttention, KVCache, TransformerConfig
 from pplgen.nn.autoregressive import AutoregressiveNet, choose, conditional_log_prob, warp_logits
 from pplgen.nn.made import MADENet, MaskedLinear
 from pplgen.nn.mlp import MLP
 from pplgen.nn.nade import NADENet
+from pplgen.nn.sequence import LSTMNet, TokenNet, TransformerNet
 
 __all__ = [
     "MLP",
+    "Block",
+    "CausalSelfAttention",
+    "KVCache",
+    "LSTMNet",
+    "TokenNet",
+    "TransformerConfig",
+    "TransformerNet",
     "AutoregressiveNet",
     "MADENet",
     "MaskedLinear",
