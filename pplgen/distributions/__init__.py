@@ -6,5 +6,16 @@ from pplgen.distributions.implicit import Implicit
 from pplgen.distributions.made import MADE
 from pplgen.distributions.nade import NADE
 from pplgen.distributions.sequence import SequenceLM
+from pplgen.distributions.wavenet import WaveNet, mu_law_decode, mu_law_encode
 
-__all__ = ["FVSBN", "MADE", "NADE", "AutoregressiveDistribution", "Implicit", "SequenceLM"]
+__all__ = [
+    "FVSBN",
+    "MADE",
+    "NADE",
+    "AutoregressiveDistribution",
+    "Implicit",
+    "SequenceLM",
+    "WaveNet",
+    "mu_law_decode",
+    "mu_law_encode",
+]

@@ -12,6 +12,7 @@ from pplgen.models.gan import GAN
 from pplgen.models.lm import CharLSTM, CharTransformer
 from pplgen.models.nade import MADEModel, NADEModel
 from pplgen.models.vae import VAE
+from pplgen.models.wavenet import WaveNetModel
 
 __all__ = [
     "CharLSTM",
@@ -20,6 +21,7 @@ __all__ = [
     "GAN",
     "MADEModel",
     "NADEModel",
+    "WaveNetModel",
     "VAE",
     "ZOO",
     "build",
@@ -31,6 +33,7 @@ ZOO: dict[str, type[PyroModule]] = {
     "made": MADEModel,
     "charlm": CharTransformer,
     "lstmlm": CharLSTM,
+    "wavenet": WaveNetModel,
     "vae": VAE,
     "gan": GAN,
 }

@@ -6,6 +6,7 @@ from pplgen.nn.made import MADENet, MaskedLinear
 from pplgen.nn.mlp import MLP
 from pplgen.nn.nade import NADENet
 from pplgen.nn.sequence import LSTMNet, TokenNet, TransformerNet
+from pplgen.nn.wavenet import WaveNetNet
 
 __all__ = [
     "MLP",
@@ -16,6 +17,7 @@ __all__ = [
     "TokenNet",
     "TransformerConfig",
     "TransformerNet",
+    "WaveNetNet",
     "AutoregressiveNet",
     "MADENet",
     "MaskedLinear",
