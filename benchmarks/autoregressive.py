@@ -136,6 +136,77 @@ def fit(args) -> None:
         )
 
 
+def _speed_subject(name: str, args):
+    """An untrained distribution of the benchmark's size (speed does not depend on the weights)."""
+    from pplgen.distributions import PixelCNN, SequenceLM, WaveNet
+    from pplgen.nn import PixelCNNNet, TransformerConfig, TransformerNet, WaveNetNet
+
+    if name == "wavenet":  # receptive field 2,047 samples
+        net = WaveNetNet(
+            args.length, residual_channels=32, skip_channels=64, dilations=[2**i for i in range(10)] * 2
+        )
+        return WaveNet(net), {"length": args.length, "receptive_field": net.receptive_field}
+    if name == "charlm":  # nanoGPT's shakespeare_char size
+        net = TransformerNet(TransformerConfig(vocab_size=65, block_size=args.length, dropout=0.0))
+        return SequenceLM(net), {"length": args.length, "n_layer": 6, "n_embd": 384}
+    if name == "pixelcnn":
+        net = PixelCNNNet((28, 28))
+        return PixelCNN(net), {"image_shape": [28, 28], "gated": True}
+    raise SystemExit(f"no speed benchmark for {name!r}: choose wavenet, charlm or pixelcnn")
+
+
+SPEED_REFERENCES = {
+    "wavenet": {
+        "value": None,
+        "source": "goal: >= 50x with receptive field >= 1024 (Paine et al. 2016 give no ratio)",
+    },
+    "charlm": {"value": None, "source": "goal: >= 10x at 256 tokens"},
+    "pixelcnn": {
+        "value": 183,
+        "source": "Fast PixelCNN++, up to 183x at batch 256 on a GPU (Ramachandran et al. 2017); "
+        "goal >= 5x at batch 64",
+    },
+}
+
+
+def speed(args) -> None:
+    """Cached against naive generation of the same samples, timed one after the other in one run."""
+    torch.backends.cuda.matmul.allow_tf32 = False  # exact agreement needs the same arithmetic on both paths
+    torch.backends.cudnn.allow_tf32 = False
+    device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
+    d, settings = _speed_subject(args.model, args)
+    d.net.to(device).eval()
+    seconds = {}
+    samples = {}
+    for path in ("cached", "naive"):
+        torch.manual_seed(args.seed)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        began = time.perf_counter()
+        samples[path] = d.sample((args.batch,), naive=path == "naive")
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds[path] = time.perf_counter() - began
+    settings.update(
+        batch=args.batch,
+        cached_s=round(seconds["cached"], 3),
+        naive_s=round(seconds["naive"], 3),
+        identical_samples=bool(torch.equal(samples["cached"], samples["naive"])),
+        weights="untrained (speed does not depend on them)",
+    )
+    record(
+        "generation_speed",
+        args.model,
+        "none",
+        "none",
+        "speedup",
+        seconds["naive"] / seconds["cached"],
+        SPEED_REFERENCES[args.model],
+        seconds["cached"] + seconds["naive"],
+        settings,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +222,13 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(run=fit)
+    p = sub.add_parser("speed", help="cached against naive generation, side by side in one run")
+    p.add_argument("model", choices=("wavenet", "charlm", "pixelcnn"))
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--length", type=int, default=2048, help="samples (wavenet) or tokens (charlm)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=speed)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     args.run(args)
