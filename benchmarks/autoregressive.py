@@ -76,6 +76,12 @@ def fit(args) -> None:
     train, valid, test = (datasets.load(args.data, split=s, **options) for s in ("train", "valid", "test"))
     model = models.build(args.model, train, **_pairs(args.set))
     takes_labels = bool(getattr(model, "takes_labels", False))
+    data = train.tensors(takes_labels)
+    if args.train_rows:  # a seeded random subset, so that a short budget still sees whole epochs
+        keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[
+            : args.train_rows
+        ]
+        data = tuple(t[keep] for t in data)
     began = time.perf_counter()
 
     def out_of_time(row: dict) -> bool:
@@ -84,7 +90,7 @@ def fit(args) -> None:
 
     result = pplgen.fit(
         model.model,
-        train.tensors(takes_labels),
+        data,
         epochs=args.max_epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -103,6 +109,7 @@ def fit(args) -> None:
         "config": model.config,
         "data_options": options,
         "budget_minutes": args.minutes,
+        "train_rows": len(data[0]),
         "epochs_run": len(result.history),
         "best_epoch": result.history[-1].get("restored_epoch"),
         "batch_size": args.batch_size,
@@ -215,6 +222,7 @@ def main() -> None:
     p.add_argument("--data", required=True, choices=datasets.NAMES)
     p.add_argument("--minutes", type=float, required=True, help="wall-clock budget for training")
     p.add_argument("--max-epochs", type=int, default=10_000)
+    p.add_argument("--train-rows", type=int, default=None, help="train on a seeded random subset of rows")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
