@@ -5,6 +5,7 @@ from pplgen.distributions.fvsbn import FVSBN
 from pplgen.distributions.implicit import Implicit
 from pplgen.distributions.made import MADE
 from pplgen.distributions.nade import NADE
+from pplgen.distributions.pixelcnn import PixelCNN
 from pplgen.distributions.sequence import SequenceLM
 from pplgen.distributions.wavenet import WaveNet, mu_law_decode, mu_law_encode
 
@@ -14,6 +15,7 @@ __all__ = [
     "NADE",
     "AutoregressiveDistribution",
     "Implicit",
+    "PixelCNN",
     "SequenceLM",
     "WaveNet",
     "mu_law_decode",

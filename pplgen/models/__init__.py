@@ -11,6 +11,7 @@ from pplgen.models.fvsbn import FVSBNModel
 from pplgen.models.gan import GAN
 from pplgen.models.lm import CharLSTM, CharTransformer
 from pplgen.models.nade import MADEModel, NADEModel
+from pplgen.models.pixelcnn import PixelCNNModel
 from pplgen.models.vae import VAE
 from pplgen.models.wavenet import WaveNetModel
 
@@ -21,6 +22,7 @@ __all__ = [
     "GAN",
     "MADEModel",
     "NADEModel",
+    "PixelCNNModel",
     "WaveNetModel",
     "VAE",
     "ZOO",
@@ -31,6 +33,7 @@ ZOO: dict[str, type[PyroModule]] = {
     "fvsbn": FVSBNModel,
     "nade": NADEModel,
     "made": MADEModel,
+    "pixelcnn": PixelCNNModel,
     "charlm": CharTransformer,
     "lstmlm": CharLSTM,
     "wavenet": WaveNetModel,

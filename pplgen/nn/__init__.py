@@ -5,6 +5,7 @@ from pplgen.nn.autoregressive import AutoregressiveNet, choose, conditional_log_
 from pplgen.nn.made import MADENet, MaskedLinear
 from pplgen.nn.mlp import MLP
 from pplgen.nn.nade import NADENet
+from pplgen.nn.pixelcnn import MaskedConv2d, PixelCNNNet
 from pplgen.nn.sequence import LSTMNet, TokenNet, TransformerNet
 from pplgen.nn.wavenet import WaveNetNet
 
@@ -20,8 +21,10 @@ __all__ = [
     "WaveNetNet",
     "AutoregressiveNet",
     "MADENet",
+    "MaskedConv2d",
     "MaskedLinear",
     "NADENet",
+    "PixelCNNNet",
     "choose",
     "conditional_log_prob",
     "warp_logits",
