@@ -82,6 +82,9 @@ def fit(args) -> None:
             : args.train_rows
         ]
         data = tuple(t[keep] for t in data)
+    held_out = valid.tensors(takes_labels)
+    if args.valid_rows:
+        held_out = tuple(t[: args.valid_rows] for t in held_out)
     began = time.perf_counter()
 
     def out_of_time(row: dict) -> bool:
@@ -94,7 +97,7 @@ def fit(args) -> None:
         epochs=args.max_epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        valid=valid.tensors(takes_labels),
+        valid=held_out,
         patience=args.max_epochs,  # never stops early, but restores the best validation epoch
         seed=args.seed,
         device=args.device,
@@ -110,6 +113,7 @@ def fit(args) -> None:
         "data_options": options,
         "budget_minutes": args.minutes,
         "train_rows": len(data[0]),
+        "valid_rows": len(held_out[0]),
         "epochs_run": len(result.history),
         "best_epoch": result.history[-1].get("restored_epoch"),
         "batch_size": args.batch_size,
@@ -225,6 +229,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, required=True, help="wall-clock budget for training")
     p.add_argument("--max-epochs", type=int, default=10_000)
     p.add_argument("--train-rows", type=int, default=None, help="train on a seeded random subset of rows")
+    p.add_argument("--valid-rows", type=int, default=None, help="validate on the first rows only")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
