@@ -4,10 +4,12 @@ import json
 import subprocess
 import sys
 import textwrap
+import wave
 
 import pytest
 
 from pplgen.cli import main
+from tests.conftest import needs_data_file
 
 USER_PROGRAM = textwrap.dedent(
     """
@@ -152,3 +154,38 @@ def test_demo_writes_pictures_and_a_table(capsys, tmp_path):
     assert rows[0]["estimator"] == "exact" and rows[1]["estimator"].startswith("importance-sampled")
     assert 0 <= rows[2]["modes"] <= 8
     assert "| fvsbn | digits | exact |" in out
+
+
+@needs_data_file("fsdd.npz")
+def test_a_digit_conditioned_wavenet_speaks_a_chosen_digit(capsys, tmp_path):
+    run_dir = tmp_path / "wavenet"
+    settings = ["--set", "residual_channels=4", "--set", "skip_channels=4", "--set", "dilations=[1, 2, 4]"]
+    argv = ["fit", "wavenet", "--data", "fsdd", "--data-option", "length=64", *settings]
+    assert main([*argv, "--epochs", "1", "--batch-size", "256", "--out", str(run_dir)]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["data"]["options"] == {"length": 64} and config["program"]["config"]["num_classes"] == 10
+    assert main(["sample", str(run_dir), "-n", "3", "--label", "7", "--seed", "0"]) == 0
+    with wave.open(str(run_dir / "samples.wav")) as f:  # three clips, each followed by 1/4 s of silence
+        assert f.getframerate() == 8000 and f.getnframes() == 3 * (64 + 2000)
+    capsys.readouterr()
+    assert main(["sample", str(run_dir), "-n", "2", "--label", "10"]) == 2
+    assert "--label must be one of 0 .. 9 for fsdd, got 10" in capsys.readouterr().err
+
+
+def test_pixelcnn_writes_a_picture_and_refuses_labels(tmp_path):
+    run_dir = tmp_path / "pixelcnn"
+    argv = ["fit", "pixelcnn", "--data", "digits", "--set", "channels=8", "--set", "layers=2"]
+    assert main([*argv, "--epochs", "1", "--out", str(run_dir)]) == 0
+    assert main(["sample", str(run_dir), "-n", "4"]) == 0
+    assert (run_dir / "samples.png").stat().st_size > 500
+    assert main(["sample", str(run_dir), "-n", "4", "--label", "3"]) == 2  # not a conditional program
+
+
+@needs_data_file("tinyshakespeare.txt.gz")
+def test_a_character_lstm_writes_text(tmp_path):
+    run_dir = tmp_path / "lstmlm"
+    argv = ["fit", "lstmlm", "--data", "shakespeare", "--data-option", "block_size=16", "--set", "hidden=8"]
+    assert main([*argv, "--set", "num_layers=1", "--epochs", "1", "--out", str(run_dir)]) == 0
+    assert main(["sample", str(run_dir), "-n", "2", "--seed", "0"]) == 0
+    text = (run_dir / "samples.txt").read_text()
+    assert len(text) == 2 * 16 + 2  # two blocks of 16 characters, a blank line between
