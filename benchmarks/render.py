@@ -13,8 +13,11 @@ def main() -> None:
         "",
         "Rendered from `results.jsonl` by `benchmarks/render.py`; every figure comes from a recorded run.",
         "",
-        "| benchmark | model | dataset | split | metric | value | reference | device | date | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "Budgets, subsets and the other settings of each run are in its `settings` in `results.jsonl`.",
+        "",
+        "| benchmark | model | dataset | split | metric | value | reference | device | wall s | date | commit"
+        " |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ref = r["reference"]
@@ -22,7 +25,7 @@ def main() -> None:
         value = f"{r['value']:.4g}" if isinstance(r["value"], float) else r["value"]
         lines.append(
             f"| {r['benchmark']} | {r['model']} | {r['dataset']} | {r['split']} | {r['metric']} | {value} | "
-            f"{shown} | {r['device']} | {r['date']} | {r['commit']} |"
+            f"{shown} | {r['device']} | {r.get('wall_s', '–')} | {r['date']} | {r['commit']} |"
         )
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
