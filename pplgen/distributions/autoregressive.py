@@ -100,6 +100,10 @@ class AutoregressiveDistribution(TorchDistribution):
         param = next(self.net.parameters(), None)
         return param.dtype if param is not None else torch.get_default_dtype()
 
+    def describe_support(self) -> str:
+        """The values one coordinate may take, in words, for error messages."""
+        return "0 or 1" if self.num_levels == 2 else f"integers 0 .. {self.num_levels - 1}"
+
     def check_value(self, value: torch.Tensor) -> None:
         """Raise :class:`~pplgen.errors.DataError` naming the expected event shape or support."""
         if not isinstance(value, torch.Tensor):
@@ -110,12 +114,15 @@ class AutoregressiveDistribution(TorchDistribution):
                 f"{self.label}: expected values of event shape {event}, "
                 f"got a value of shape {tuple(value.shape)}"
             )
-        inside = self.support.check(value)
-        if not bool(inside.all()):
-            bad = value[~self.support.base_constraint.check(value)]
-            expected = "0 or 1" if self.num_levels == 2 else f"integers 0 .. {self.num_levels - 1}"
+        self.check_support(value)
+
+    def check_support(self, value: torch.Tensor) -> None:
+        """Raise :class:`~pplgen.errors.DataError` unless every coordinate of ``value`` is in the support."""
+        outside = ~self.support.base_constraint.check(value)
+        if bool(outside.any()):
+            bad = value[outside]
             raise DataError(
-                f"{self.label}: expected {expected}, got {bad.numel()} values outside, "
+                f"{self.label}: expected {self.describe_support()}, got {bad.numel()} outside, "
                 f"e.g. {bad.flatten()[0].item():g}"
             )
 

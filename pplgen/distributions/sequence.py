@@ -86,19 +86,8 @@ class SequenceLM(AutoregressiveDistribution):
             return None
         return functools.partial(warp_logits, temperature=self.temperature, top_k=self.top_k)
 
-    def check_value(self, value: torch.Tensor) -> None:
-        """Token ids must lie in ``0 .. K - 1``, then the base class's checks (the event shape)."""
-        if isinstance(value, torch.Tensor):
-            self._check_tokens(value)
-        super().check_value(value)
-
-    def _check_tokens(self, value: torch.Tensor) -> None:
-        bad = (value < 0) | (value >= self.num_levels) | (value != value.round())
-        if bool(bad.any()):
-            raise DataError(
-                f"{self.label}: expected token ids 0 .. {self.num_levels - 1} (a vocabulary of "
-                f"{self.num_levels} symbols), got {int(bad.sum())} outside, e.g. {value[bad][0].item():g}"
-            )
+    def describe_support(self) -> str:
+        return f"token ids 0 .. {self.num_levels - 1} (a vocabulary of {self.num_levels} symbols)"
 
     def generate(self, u, context, naive, warp):
         return super().generate(u, context, naive, warp if warp is not None else self.warp())
@@ -126,7 +115,7 @@ class SequenceLM(AutoregressiveDistribution):
                 f"{self.label}: a prompt of {prompt.shape[-1]} tokens and {num_tokens!r} more must fit a "
                 f"block of {self.net.length}"
             )
-        self._check_tokens(prompt)
+        self.check_support(prompt)
         outer = torch.broadcast_shapes(prompt.shape[:-1], self.batch_shape)
         device = self.net._device()
         flat = prompt.to(device).long().expand(outer + prompt.shape[-1:]).reshape(outer.numel(), -1)  # (N, P)
