@@ -11,16 +11,20 @@ import pyro
 # two models never share state by name. This must hold before any PyroModule is built.
 pyro.settings.set(module_local_params=True)
 
-from pplgen import data, errors, models, plot  # noqa: E402
+from pplgen import data, errors, guides, models, plot  # noqa: E402
 from pplgen.distributions import Implicit  # noqa: E402
 from pplgen.evaluate import bits_per_dim, log_likelihood, sample  # noqa: E402
 from pplgen.graph import classify, inspect  # noqa: E402
-from pplgen.infer import FitResult, fit  # noqa: E402
+from pplgen.guides import AmortisedGuide  # noqa: E402
+from pplgen.infer import ELBO, IWAE, FitResult, fit  # noqa: E402
 from pplgen.render import draw, to_dot  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ELBO",
+    "IWAE",
+    "AmortisedGuide",
     "FitResult",
     "Implicit",
     "bits_per_dim",
@@ -29,6 +33,7 @@ __all__ = [
     "draw",
     "errors",
     "fit",
+    "guides",
     "inspect",
     "log_likelihood",
     "models",

@@ -64,8 +64,9 @@ def inspect(model: Callable, *args: Any, **kwargs: Any) -> nx.DiGraph:
     (a deterministic site's value, an implicit site's simulated value) reads u's value.
 
     The graph's attributes are ``family`` and ``reason`` (see :func:`explain_family`), ``plates`` (name
-    to full size), ``data_plates`` (plates that enclose an observed site and whose size is the leading
-    dimension of the first tensor argument), ``chains`` (chain name to its sites, in step order) and
+    to full size), ``plate_dims`` (name to the tensor dim of a vectorised plate), ``data_plates``
+    (plates that enclose an observed site and whose size is the leading dimension of the first tensor
+    argument), ``chains`` (chain name to its sites, in step order) and
     ``program`` (the program's name).
 
     References:
@@ -108,7 +109,12 @@ def inspect(model: Callable, *args: Any, **kwargs: Any) -> nx.DiGraph:
     for name in kinds:
         for parent in sorted((parents.get(name, frozenset()) & order.keys()) - {name}, key=order.get):
             graph.add_edge(parent, name)
-    graph.graph.update(plates=_plate_sizes(sites), data_plates=data_plates, chains=_group_chains(graph))
+    graph.graph.update(
+        plates=_plate_sizes(sites),
+        plate_dims={f.name: int(f.dim) for f in _frames(sites) if f.vectorized},
+        data_plates=data_plates,
+        chains=_group_chains(graph),
+    )
     family, reason = explain_family(graph)
     graph.graph.update(family=family, reason=reason)
     return graph

@@ -115,9 +115,9 @@ def test_guide_with_a_latent_the_model_lacks():
         pplgen.fit(latent_model, X, guide_with("z", "w"), epochs=1)
 
 
-def test_latent_model_without_a_guide_and_exact_model_with_one():
-    with pytest.raises(GuideError, match="no guide was given"):
-        pplgen.fit(latent_model, X, epochs=1)
+def test_latent_model_without_a_guide_gets_one_and_exact_model_with_one_refuses():
+    result = pplgen.fit(latent_model, X, epochs=1)
+    assert isinstance(result.guide, pplgen.AmortisedGuide)
     with pytest.raises(GuideError, match="drop guide="):
         pplgen.fit(bernoulli_model, X, guide_with("z"), epochs=1)
 

@@ -121,7 +121,7 @@ def test_svi_with_a_global_latent_recovers_the_conjugate_posterior():
         pyro.sample("w", dist.Normal(loc, scale))
 
     elbo = pyro.infer.Trace_ELBO(num_particles=16, vectorize_particles=True, max_plate_nesting=1)
-    pplgen.fit(model, x, guide, epochs=300, batch_size=50, lr=0.02, seed=0, valid_fraction=0, elbo=elbo)
+    pplgen.fit(model, x, guide, epochs=300, batch_size=50, lr=0.02, seed=0, valid_fraction=0, objective=elbo)
     assert pyro.param("w_loc").item() == pytest.approx(x.sum().item() / 201, abs=0.05)
     assert pyro.param("w_scale").item() == pytest.approx(math.sqrt(1 / 201), rel=0.2)
 

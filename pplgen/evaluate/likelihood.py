@@ -8,40 +8,20 @@ from collections.abc import Callable
 import pyro
 import torch
 from pyro import poutine
-from pyro.poutine.util import site_is_subsample
 
 from pplgen.errors import ImplicitLikelihoodError, ModelError, program_errors
 from pplgen.graph import inspect
 from pplgen.infer.checks import as_tensors, chunks
 from pplgen.infer.fit import resolve_device
 from pplgen.infer.params import evaluation_mode, on_device
+from pplgen.infer.pointwise import per_point
 from pplgen.infer.result import FitResult
 
 __all__ = ["bits_per_dim", "log_likelihood"]
 
 
-def _per_point(
-    trace: poutine.Trace, data_plates: tuple[str, ...], size: int, *, observed_only: bool = False
-) -> torch.Tensor:
-    """Sum the sites' log-densities over all dimensions but the data plate's: shape ``(size,)``."""
-    trace.compute_log_prob(lambda name, site: site["is_observed"] or not observed_only)
-    total = 0.0
-    for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site) or (observed_only and not site["is_observed"]):
-            continue
-        frames = [f for f in site["cond_indep_stack"] if f.name in data_plates]
-        if not frames:
-            raise ModelError(
-                f"site {name!r} lies outside the data plate, so log p(x) does not split into one "
-                "term per data point; put it inside the plate over the data"
-            )
-        log_prob = site["log_prob"]
-        dim = frames[0].dim
-        if log_prob.dim() < -dim:
-            log_prob = log_prob.reshape((1,) * (-dim - log_prob.dim()) + tuple(log_prob.shape))
-        log_prob = log_prob.movedim(dim, 0)
-        total = total + log_prob.reshape(log_prob.shape[0], -1).sum(1).expand(size)
-    return total
+def _observed(site: dict) -> bool:
+    return site["is_observed"]
 
 
 def _resolve(model, guide, device):
@@ -111,11 +91,11 @@ def log_likelihood(
                 if guide is not None and family == "latent":
                     guide_trace = poutine.trace(guide).get_trace(*rows)
                     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*rows)
-                    log_w = _per_point(model_trace, data_plates, len(rows[0]))
-                    log_w = log_w - _per_point(guide_trace, data_plates, len(rows[0]))
+                    log_w = per_point(model_trace, data_plates, len(rows[0]))
+                    log_w = log_w - per_point(guide_trace, data_plates, len(rows[0]))
                 else:  # exact, or the prior as proposal: the weight is p(x | z)
                     model_trace = poutine.trace(model).get_trace(*rows)
-                    log_w = _per_point(model_trace, data_plates, len(rows[0]), observed_only=True)
+                    log_w = per_point(model_trace, data_plates, len(rows[0]), _observed)
             log_w = log_w.reshape(-1, samples)
             results.append(torch.logsumexp(log_w, dim=1) - math.log(samples))
     return torch.cat(results).cpu()

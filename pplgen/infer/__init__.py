@@ -3,13 +3,17 @@
 from pplgen.infer.adversarial import AdversarialTrainer
 from pplgen.infer.exact import ExactTrainer
 from pplgen.infer.fit import fit, resolve_device
+from pplgen.infer.objectives import ELBO, IWAE, Objective
 from pplgen.infer.result import FitResult
 from pplgen.infer.svi import SVITrainer
 from pplgen.infer.trainer import Trainer
 
 __all__ = [
+    "ELBO",
+    "IWAE",
     "AdversarialTrainer",
     "ExactTrainer",
+    "Objective",
     "FitResult",
     "SVITrainer",
     "Trainer",

@@ -111,18 +111,23 @@ def check_observations(model: Callable, tensors: tuple[torch.Tensor, ...], chunk
 
 
 def check_guide(model: Callable, guide: Callable, graph: nx.DiGraph, batch: tuple[torch.Tensor, ...]) -> None:
-    """The guide must sample exactly the model's latent sites, no more and no fewer."""
+    """The guide must sample exactly the model's latent sites, in the model's shapes and supports.
+
+    Latents the model enumerates (``infer={"enumerate": ...}``) may be left out of the guide.
+    """
     with torch.no_grad(), torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
         with program_errors(guide, role="guide"):
             trace = poutine.trace(guide).get_trace(*batch)
+        with program_errors(model):
+            model_trace = poutine.trace(poutine.replay(model, trace=trace)).get_trace(*batch)
     guide_latents = {
         name
         for name, site in trace.nodes.items()
         if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     }
-    model_latents = {n for n, kind in graph.nodes(data="kind") if kind == "latent"}
-    missing = sorted(model_latents - guide_latents)
-    extra = sorted(guide_latents - model_latents)
+    latents = {n: d for n, d in graph.nodes(data=True) if d["kind"] == "latent"}
+    missing = sorted(n for n in set(latents) - guide_latents if not latents[n].get("enumerate"))
+    extra = sorted(guide_latents - set(latents))
     if missing:
         raise GuideError(
             f"the guide {program_name(guide)!r} has no site for the model's latent "
@@ -132,4 +137,25 @@ def check_guide(model: Callable, guide: Callable, graph: nx.DiGraph, batch: tupl
         raise GuideError(
             f"the guide {program_name(guide)!r} samples {', '.join(map(repr, extra))}, which the model "
             f"{program_name(model)!r} does not have as a latent site"
+        )
+    for name in sorted(guide_latents):
+        _check_guide_site(name, trace.nodes[name], model_trace.nodes[name])
+
+
+def _check_guide_site(name: str, guided: dict, site: dict) -> None:
+    """The guide's value at ``name`` must have the model's batch and event shapes and lie in its support."""
+    fn, value = site["fn"], guided["value"]
+    expected = tuple(fn.batch_shape) + tuple(fn.event_shape)
+    if tuple(guided["fn"].event_shape) != tuple(fn.event_shape) or tuple(value.shape) != expected:
+        raise GuideError(
+            f"the guide's site {name!r} draws values of shape {tuple(value.shape)} (event shape "
+            f"{tuple(guided['fn'].event_shape)}), but the model's site {name!r} has shape {expected} "
+            f"(event shape {tuple(fn.event_shape)}); match the model's plates and .to_event()"
+        )
+    inside = fn.support.check(value)
+    if not bool(inside.all()):
+        raise GuideError(
+            f"the guide's site {name!r} draws values outside the model's support {fn.support} "
+            f"(the guide's distribution has support {guided['fn'].support}); use a guide distribution on "
+            "the same support, e.g. LogNormal for a positive latent"
         )

@@ -9,15 +9,17 @@ from pathlib import Path
 import networkx as nx
 import pyro
 import torch
-from pyro.infer import ELBO
+from pyro.infer import ELBO as PyroELBO
 from torch import nn
 
 from pplgen.errors import GuideError, ModelError, UnknownNameError, program_name
 from pplgen.graph import inspect
+from pplgen.guides import AmortisedGuide
 from pplgen.infer.adversarial import AdversarialTrainer
 from pplgen.infer.checks import as_tensors, check_guide, check_observations
 from pplgen.infer.exact import ExactTrainer
 from pplgen.infer.loop import LoopSettings, train
+from pplgen.infer.objectives import Objective
 from pplgen.infer.result import FitResult
 from pplgen.infer.svi import SVITrainer
 from pplgen.infer.trainer import Trainer
@@ -68,22 +70,25 @@ def make_trainer(
     device: torch.device,
     *,
     discriminator: nn.Module | None = None,
-    elbo: ELBO | None = None,
+    objective: Objective | PyroELBO | None = None,
     lr: float = 1e-3,
     d_lr: float | None = None,
+    guide_options: dict | None = None,
 ) -> Trainer:
-    """Inspect the program on ``batch``, check the guide against it, and build its family's trainer."""
+    """Inspect the program on ``batch``, check the guide against it, and build its family's trainer.
+
+    A latent model given no guide gets an :class:`AmortisedGuide` (with ``guide_options``), built on
+    ``batch``; the trainer's ``guide`` is then that guide.
+    """
     graph = inspect(model, *batch)
     family = _check_family(graph, family)
     if family == "latent":
         if guide is None:
-            latents = [n for n, k in graph.nodes(data="kind") if k == "latent"]
-            raise GuideError(
-                f"the model {program_name(model)!r} has latent sites {latents} and no guide was given: "
-                "write a guide program q(z | x) with a site for each latent and pass guide="
-            )
+            guide = AmortisedGuide(model, **(guide_options or {}))
+        if isinstance(guide, AmortisedGuide):
+            guide.build(*batch)
         check_guide(model, guide, graph, batch)
-        return SVITrainer(model, guide, graph, device, lr=lr, elbo=elbo)
+        return SVITrainer(model, guide, graph, device, lr=lr, objective=objective)
     if guide is not None and family == "exact":
         raise GuideError(
             f"the model {program_name(model)!r} has no latent sites ({graph.graph['reason']}), "
@@ -126,7 +131,7 @@ def fit(
     resume: bool = False,
     checkpoint_every: int = 1,
     discriminator: nn.Module | None = None,
-    elbo: ELBO | None = None,
+    objective: Objective | PyroELBO | None = None,
     progress: bool | None = None,
     callbacks: Sequence[Callable[[dict], object]] = (),
 ) -> FitResult:
@@ -140,7 +145,8 @@ def fit(
     Args:
         model: the model program.
         data: a tensor, or a tuple of tensors, whose first dimension indexes data points.
-        guide: the guide program q(z | x), needed for latent models.
+        guide: the guide program q(z | x) for latent models; when None, an :class:`AmortisedGuide`
+            is built from the model's graph (encoders for local latents, mean field for global ones).
         family: ask for a family; an error if the graph says otherwise.
         epochs: passes over the training data.
         batch_size: data points per step.
@@ -155,7 +161,9 @@ def fit(
         resume: continue from ``out/checkpoint.pt`` when it exists.
         checkpoint_every: epochs between checkpoints.
         discriminator: a critic module for the implicit family (default: an MLP on the flattened event).
-        elbo: a Pyro ELBO for the latent family (default ``Trace_ELBO()``).
+        objective: the latent family's objective: :class:`pplgen.infer.ELBO` (the default: analytic
+            KL, optional warm-up and free bits), :class:`pplgen.infer.IWAE`, or any Pyro ELBO; models
+            that enumerate discrete latents default to Pyro's ``TraceEnum_ELBO``.
         progress: show a progress bar; None shows it only on a terminal.
         callbacks: called with each epoch's history row; one returning True stops training.
 
@@ -180,8 +188,17 @@ def fit(
     valid_data = None if valid_data is None else tuple(t.to(device) for t in valid_data)
     first = tuple(t[:batch_size] for t in train_data)
     trainer = make_trainer(
-        family, model, guide, first, device, discriminator=discriminator, elbo=elbo, lr=lr, d_lr=d_lr
+        family,
+        model,
+        guide,
+        first,
+        device,
+        discriminator=discriminator,
+        objective=objective,
+        lr=lr,
+        d_lr=d_lr,
     )
+    guide = trainer.guide
     trainer.setup(first, len(train_data[0]))
     for plate in trainer.graph.graph["data_plates"]:  # traced on one batch; the data are larger
         trainer.graph.graph["plates"][plate] = len(train_data[0])
@@ -197,6 +214,10 @@ def fit(
         "num_valid": 0 if valid_data is None else len(valid_data[0]),
         "program": program_name(model),
     }
+    if family == "latent":
+        settings["objective"] = repr(trainer.objective)
+        if isinstance(guide, AmortisedGuide):
+            settings["guide"] = {"auto": guide.options, "user_encoder": guide.user_encoder is not None}
     loop = LoopSettings(
         epochs=epochs,
         batch_size=batch_size,

@@ -16,8 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pplgen.infer.checkpoint import load_checkpoint, save_checkpoint
-from pplgen.infer.checks import chunks
-from pplgen.infer.trainer import Trainer
+from pplgen.infer.trainer import Trainer, mean_metrics
 
 __all__ = ["LoopSettings", "train"]
 
@@ -61,22 +60,6 @@ def _set_rng_state(state: dict, generator: torch.Generator) -> None:
     name, keys, *rest = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))  # noqa: NPY002
     generator.set_state(state["shuffle"])
-
-
-def _mean_metrics(rows: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
-    total = sum(n for n, _ in rows)
-    keys = rows[0][1].keys() if rows else ()
-    return {k: sum(n * m[k] for n, m in rows) / total for k in keys}
-
-
-def _validate(trainer: Trainer, valid: tuple[torch.Tensor, ...] | None, batch_size: int) -> dict[str, float]:
-    if valid is None:
-        return {}
-    trainer.train(False)
-    with pyro.validation_enabled(False):
-        rows = [(len(b[0]), trainer.evaluate(b, len(valid[0]))) for b in chunks(valid, batch_size)]
-    trainer.train(True)
-    return _mean_metrics(rows)
 
 
 def train(
@@ -129,8 +112,8 @@ def train(
                 bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
             row = {
                 "epoch": epoch + 1,
-                **_mean_metrics(rows),
-                **_validate(trainer, valid, settings.batch_size),
+                **mean_metrics(rows),
+                **(trainer.validate(valid, settings.batch_size) if valid is not None else {}),
             }
             row["time_s"] = time.perf_counter() - began
             history.append(row)

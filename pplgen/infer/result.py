@@ -11,6 +11,7 @@ import networkx as nx
 import torch
 from torch import nn
 
+from pplgen.errors import CheckpointError
 from pplgen.infer.checkpoint import load_checkpoint, save_checkpoint
 from pplgen.infer.trainer import Trainer
 
@@ -85,14 +86,21 @@ class FitResult:
         device = resolve_device(device)
         state = load_checkpoint(path, map_location=device)
         batch = template_batch(state["data_spec"], 2, device)
+        auto = state["settings"].get("guide", {})
+        if guide is None and auto.get("user_encoder"):
+            raise CheckpointError(
+                "this fit used an AmortisedGuide with your own encoder: pass guide=AmortisedGuide(model, "
+                "encoder=...) built the same way"
+            )
         trainer = make_trainer(
-            state["family"], model, guide, batch, device, discriminator=discriminator, lr=1e-3
-        )
+            state["family"], model, guide, batch, device, discriminator=discriminator, lr=1e-3,
+            guide_options=auto.get("auto"),
+        )  # fmt: skip
         trainer.setup(batch, num_data=2)
         trainer.load_state_dict(state["trainer"], optimizer=False)
         return cls(
             model=model,
-            guide=guide,
+            guide=trainer.guide,
             discriminator=getattr(trainer, "discriminator", None),
             history=list(state["history"]),
             graph=trainer.graph,

@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
+import networkx as nx
 import torch
-from pyro.infer import ELBO, Trace_ELBO
+from pyro.infer import ELBO as PyroELBO
+from pyro.infer import TraceEnum_ELBO
 
+from pplgen.errors import ModelError
+from pplgen.infer.checks import chunks
+from pplgen.infer.objectives import ELBO, Objective, Terms
 from pplgen.infer.trainer import Trainer
 
-__all__ = ["SVITrainer"]
+__all__ = ["ACTIVE_THRESHOLD", "SVITrainer", "default_objective"]
+
+ACTIVE_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active when Cov_x(E_q[u]) exceeds this
+
+
+def _enumerated(graph: nx.DiGraph) -> list[str]:
+    return [n for n, d in graph.nodes(data=True) if d["kind"] == "latent" and d.get("enumerate")]
+
+
+def _discrete(graph: nx.DiGraph) -> list[str]:
+    return [n for n, d in graph.nodes(data=True) if d["kind"] == "latent" and d.get("discrete")]
+
+
+def default_objective(graph: nx.DiGraph) -> Objective | PyroELBO:
+    """pplgen's :class:`ELBO` (analytic KL); Pyro's ``TraceEnum_ELBO`` when a latent is discrete, so that
+    it is summed out where the model or guide enumerates it (and scored where neither does)."""
+    if _discrete(graph):
+        nesting = max((-dim for dim in graph.graph.get("plate_dims", {}).values()), default=1)
+        return TraceEnum_ELBO(max_plate_nesting=nesting)
+    return ELBO()
 
 
 class SVITrainer(Trainer):
-    r"""Maximise the evidence lower bound with a guide :math:`q(z \mid x)` shared over the data.
+    r"""Maximise a lower bound on :math:`\log p(x)` with a guide :math:`q(z \mid x)` shared over the data.
 
     .. math::
         \log p(x) \ge \mathbb{E}_{q(z \mid x)}\left[\log p(x, z) - \log q(z \mid x)\right]
 
-    The loss is the negative ELBO per data point, in nats; local sites are scaled by N/B so that the
-    mini-batch estimate is unbiased for models with global latents too.
+    The objective is an :class:`pplgen.infer.objectives.Objective` (:class:`ELBO` by default, or
+    :class:`IWAE`) or any Pyro ELBO (``TraceEnum_ELBO`` by default when the model enumerates discrete
+    latents). The loss is the negative bound per data point, in nats; local sites are scaled by N/B so
+    that the mini-batch estimate is unbiased for models with global latents too.
+
+    Validation adds, for pplgen's ELBO, ``val_kl`` (KL per data point), ``kl_per_dim`` (per latent site,
+    the KL of each dimension) and ``active_units`` (dimensions whose posterior mean varies across the
+    data by more than 0.01; Burda et al. 2016), so that a collapsing posterior shows in the history.
 
     References:
         Kingma & Welling (2014), "Auto-encoding variational Bayes".
@@ -27,12 +57,76 @@ class SVITrainer(Trainer):
 
     monitor = "val_loss"
 
-    def __init__(self, *args, elbo: ELBO | None = None, **kwargs):
+    def __init__(self, *args, objective: Objective | PyroELBO | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.elbo = elbo if elbo is not None else Trace_ELBO()
+        self.objective = objective if objective is not None else default_objective(self.graph)
+        discrete = _discrete(self.graph)
+        if discrete and isinstance(self.objective, Objective):
+            raise ModelError(
+                f"the model has discrete latents {discrete}, which pplgen's {type(self.objective).__name__} "
+                "does not sum out or score: use pyro.infer.TraceEnum_ELBO (the default for such models)"
+            )
+
+    def terms(
+        self, batch: tuple[torch.Tensor, ...], num_data: int, training: bool
+    ) -> tuple[torch.Tensor, Terms]:
+        """The loss per data point and what it is made of."""
+        if isinstance(self.objective, Objective):
+            return self.objective.loss(self.model, self.guide, batch, num_data, self.data_plates, training)
+        size = len(batch[0])
+        model, guide = self.scaled(self.model, size, num_data), self.scaled(self.guide, size, num_data)
+        if torch.is_grad_enabled():
+            loss = self.objective.differentiable_loss(model, guide, *batch) / num_data
+        else:  # some Pyro ELBOs refuse differentiable_loss when nothing can be differentiated
+            loss = torch.as_tensor(self.objective.loss(model, guide, *batch) / num_data)
+        return loss, Terms(-float(loss.detach()))
 
     def loss(self, batch: tuple[torch.Tensor, ...], num_data: int) -> torch.Tensor:
-        size = len(batch[0])
-        model = self.scaled(self.model, size, num_data)
-        guide = self.scaled(self.guide, size, num_data)
-        return self.elbo.differentiable_loss(model, guide, *batch) / num_data
+        return self.terms(batch, num_data, training=True)[0]
+
+    def step(self, batch, num_data):
+        loss, terms = self.run(lambda: self.terms(batch, num_data, training=True))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if hasattr(self.objective, "steps"):
+            self.objective.steps += 1
+        metrics = {"loss": float(loss.detach())}
+        if terms.kl:
+            metrics["kl"] = sum(float(kl.sum()) for kl in terms.kl.values())
+        return metrics
+
+    @torch.no_grad()
+    def validate(self, valid: tuple[torch.Tensor, ...], batch_size: int) -> dict:
+        self.train(False)
+        num_data = len(valid[0])
+        loss, kl, locs = 0.0, {}, {}
+        try:
+            for batch in chunks(valid, batch_size):
+                value, terms = self.run(lambda b=batch: self.terms(b, num_data, training=False))
+                share = len(batch[0]) / num_data  # each batch's figures are means over its points
+                loss += float(value) * share
+                for name, site_kl in terms.kl.items():
+                    kl[name] = kl.get(name, 0.0) + site_kl.cpu() * share
+                for name, loc in terms.loc.items():
+                    locs.setdefault(name, []).append(loc.cpu())
+        finally:
+            self.train(True)
+        row: dict = {"val_loss": loss}
+        if kl:
+            row["val_kl"] = sum(float(v.sum()) for v in kl.values())
+            row["kl_per_dim"] = {name: [round(float(x), 5) for x in v] for name, v in kl.items()}
+        active = {name: int((torch.cat(v).var(0) > ACTIVE_THRESHOLD).sum()) for name, v in locs.items()}
+        if active and num_data > 1:
+            row["active_units"] = sum(active.values())
+            row["latent_units"] = sum(torch.cat(v).shape[1] for v in locs.values())
+        return row
+
+    def state_dict(self) -> dict:
+        objective = self.objective.state_dict() if isinstance(self.objective, Objective) else {}
+        return {**super().state_dict(), "objective": objective}
+
+    def load_state_dict(self, state: dict, *, optimizer: bool = True) -> None:
+        super().load_state_dict(state, optimizer=optimizer)
+        if isinstance(self.objective, Objective):
+            self.objective.load_state_dict(state.get("objective", {}))

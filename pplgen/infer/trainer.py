@@ -11,9 +11,10 @@ from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
 from pplgen.errors import CheckpointError, program_errors
+from pplgen.infer.checks import chunks
 from pplgen.infer.params import ParamSet, modules_of, on_device
 
-__all__ = ["LocalScale", "Trainer"]
+__all__ = ["LocalScale", "Trainer", "mean_metrics", "scaled"]
 
 
 class LocalScale(Messenger):
@@ -34,6 +35,17 @@ class LocalScale(Messenger):
             if frame.name in self.data_plates and frame.full_size in (None, frame.size):
                 msg["scale"] = self.factor * msg["scale"]
                 return
+
+
+def mean_metrics(rows: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
+    total = sum(n for n, _ in rows)
+    keys = rows[0][1].keys() if rows else ()
+    return {k: sum(n * m[k] for n, m in rows) / total for k in keys}
+
+
+def scaled(program: Callable, data_plates: tuple[str, ...], batch_size: int, num_data: int) -> Callable:
+    """``program`` with its local sites counted ``num_data / batch_size`` times (see :class:`LocalScale`)."""
+    return LocalScale(data_plates, num_data / batch_size)(program) if data_plates else program
 
 
 class Trainer:
@@ -103,7 +115,7 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------------
     def scaled(self, program: Callable, batch_size: int, num_data: int) -> Callable:
-        return LocalScale(self.data_plates, num_data / batch_size)(program) if self.data_plates else program
+        return scaled(program, self.data_plates, batch_size, num_data)
 
     def loss(self, batch: tuple[torch.Tensor, ...], num_data: int) -> torch.Tensor:
         """The objective per data point, differentiable."""
@@ -119,6 +131,16 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, batch: tuple[torch.Tensor, ...], num_data: int) -> dict[str, float]:
         return {"val_loss": float(self.run(lambda: self.loss(batch, num_data)))}
+
+    def validate(self, valid: tuple[torch.Tensor, ...], batch_size: int) -> dict[str, float]:
+        """The validation metrics: ``evaluate`` on each batch in evaluation mode, averaged over points."""
+        self.train(False)
+        try:
+            with pyro.validation_enabled(False):
+                rows = [(len(b[0]), self.evaluate(b, len(valid[0]))) for b in chunks(valid, batch_size)]
+        finally:
+            self.train(True)
+        return mean_metrics(rows)
 
     # -- state --------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
