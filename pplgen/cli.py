@@ -14,13 +14,11 @@ import torch
 
 from pplgen import data as datasets
 from pplgen.errors import DataError, PplgenError
+from pplgen.models import ZOO
 
 __all__ = ["build_parser", "main"]
 
-MODEL_HELP = (
-    "a zoo name (fvsbn, nade, made, pixelcnn, wavenet, charlm, lstmlm, vae, gan) "
-    "or path/to/file.py:model[,guide] naming your own program"
-)
+MODEL_HELP = f"a zoo name ({', '.join(ZOO)}) or path/to/file.py:model[,guide] naming your own program"
 
 
 def _pairs(items: list[str] | None, option: str) -> dict:
@@ -98,8 +96,14 @@ def _fit(args) -> int:
     )
     save_run(run_dir, result, program, {"name": args.data, "options": options})
     last = result.history[-1]
-    metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "time_s"))
+    skip = ("epoch", "time_s", "active_units", "latent_units")
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in skip and isinstance(v, float))
     print(f"{result.family} model, {last['epoch']} epochs on {result.device}: {metrics}")
+    if "active_units" in last:  # a collapsed posterior shows here first
+        print(
+            f"active latent units: {last['active_units']} of {last['latent_units']} "
+            "(KL per dimension in history.json)"
+        )
     print(f"wrote {run_dir}/ (config.json, result.pt, checkpoint.pt, history.json, graph.png, curves.png)")
     return 0
 

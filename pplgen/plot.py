@@ -21,8 +21,9 @@ def training_curves(
 ) -> Axes:
     """Plot each per-epoch metric of a fit's history against the epoch (validation dashed)."""
     ax = _axes(ax)
-    if keys is None:
-        keys = [k for k in history[0] if k not in ("epoch", "time_s", "restored_epoch")] if history else []
+    if keys is None:  # the losses in nats; counts (active units) and per-dimension lists stay in the history
+        skip = ("epoch", "time_s", "restored_epoch", "active_units", "latent_units")
+        keys = [k for k, v in (history[0] if history else {}).items() if k not in skip and isinstance(v, float)]
     epochs = [row["epoch"] for row in history]
     for key in keys:
         values = [row.get(key, math.nan) for row in history]

@@ -3,6 +3,7 @@
 from pplgen.distributions.autoregressive import AutoregressiveDistribution
 from pplgen.distributions.fvsbn import FVSBN
 from pplgen.distributions.implicit import Implicit
+from pplgen.distributions.logistic import DiscretizedLogistic
 from pplgen.distributions.made import MADE
 from pplgen.distributions.nade import NADE
 from pplgen.distributions.pixelcnn import PixelCNN
@@ -14,6 +15,7 @@ __all__ = [
     "MADE",
     "NADE",
     "AutoregressiveDistribution",
+    "DiscretizedLogistic",
     "Implicit",
     "PixelCNN",
     "SequenceLM",

@@ -181,6 +181,10 @@ class ELBO(Objective):
             model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
             model_trace.compute_log_prob(lambda name, site: site["is_observed"])
             likelihood = sum(site["log_prob"].sum() for _, site in _sample_sites(model_trace, observed=True))
+            # the guide's own factors (pyro.factor in the guide) count against the bound, as in Pyro's ELBOs
+            guide_trace.compute_log_prob(lambda name, site: site["is_observed"])
+            factors = sum(site["log_prob"].sum() for _, site in _sample_sites(guide_trace, observed=True))
+            likelihood = likelihood - factors
             penalty, divergence = 0.0, 0.0
             for name, site in _sample_sites(model_trace, observed=False):
                 if name not in guide_trace.nodes:

@@ -78,6 +78,8 @@ class ParamSet:
     def __init__(self) -> None:
         self._tensors: dict[str, torch.Tensor] = {}
         self._ids: set[int] = set()
+        # a module's persistent buffers (batch-norm statistics, EMA codebooks): saved, never optimised
+        self._buffers: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self._tensors)
@@ -99,6 +101,11 @@ class ParamSet:
         return True
 
     def add_module(self, role: str, module: nn.Module) -> list[torch.Tensor]:
+        names = set(module.state_dict(keep_vars=True))
+        for name, buffer in module.named_buffers():
+            if name in names and id(buffer) not in self._ids:
+                self._buffers[f"{role}.{name}"] = buffer
+                self._ids.add(id(buffer))
         return [p for name, p in module.named_parameters() if self.add(f"{role}.{name}", p)]
 
     def add_trace(self, trace: poutine.Trace) -> list[torch.Tensor]:
@@ -112,20 +119,22 @@ class ParamSet:
         return new
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {key: tensor.detach().clone() for key, tensor in self._tensors.items()}
+        tensors = {**self._tensors, **{f"buffer:{k}": v for k, v in self._buffers.items()}}
+        return {key: tensor.detach().clone() for key, tensor in tensors.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Copy saved values in; keys and shapes must match exactly (a different program refuses)."""
         from pplgen.errors import CheckpointError
 
-        missing = sorted(set(self._tensors) - set(state))
-        unexpected = sorted(set(state) - set(self._tensors))
+        tensors = {**self._tensors, **{f"buffer:{k}": v for k, v in self._buffers.items()}}
+        missing = sorted(set(tensors) - set(state))
+        unexpected = sorted(set(state) - set(tensors))
         if missing or unexpected:
             raise CheckpointError(
                 f"checkpoint does not match the program: missing parameters {missing[:5]}, "
                 f"unexpected parameters {unexpected[:5]}"
             )
-        for key, tensor in self._tensors.items():
+        for key, tensor in tensors.items():
             saved = state[key]
             if saved.shape != tensor.shape:
                 raise CheckpointError(

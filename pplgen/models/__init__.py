@@ -7,24 +7,36 @@ import inspect
 from pyro.nn import PyroModule
 
 from pplgen.errors import UnknownNameError
+from pplgen.models.cvae import CVAE
+from pplgen.models.dmm import DMM
+from pplgen.models.draw import DRAW
 from pplgen.models.fvsbn import FVSBNModel
 from pplgen.models.gan import GAN
+from pplgen.models.hvae import HVAE
 from pplgen.models.lm import CharLSTM, CharTransformer
 from pplgen.models.nade import MADEModel, NADEModel
 from pplgen.models.pixelcnn import PixelCNNModel
+from pplgen.models.pixelvae import PixelVAE
 from pplgen.models.vae import VAE
+from pplgen.models.vqvae import VQVAE
 from pplgen.models.wavenet import WaveNetModel
 
 __all__ = [
+    "CVAE",
     "CharLSTM",
     "CharTransformer",
+    "DMM",
+    "DRAW",
     "FVSBNModel",
     "GAN",
+    "HVAE",
     "MADEModel",
     "NADEModel",
     "PixelCNNModel",
+    "PixelVAE",
     "WaveNetModel",
     "VAE",
+    "VQVAE",
     "ZOO",
     "build",
 ]
@@ -38,6 +50,12 @@ ZOO: dict[str, type[PyroModule]] = {
     "lstmlm": CharLSTM,
     "wavenet": WaveNetModel,
     "vae": VAE,
+    "cvae": CVAE,
+    "hvae": HVAE,
+    "pixelvae": PixelVAE,
+    "dmm": DMM,
+    "draw": DRAW,
+    "vqvae": VQVAE,
     "gan": GAN,
 }
 
