@@ -14,6 +14,9 @@ import torch
 
 from pplgen import data as datasets
 from pplgen.errors import DataError, PplgenError
+from pplgen.evaluate.ais import AISSettings
+from pplgen.guides import POSTERIORS, AmortisedGuide
+from pplgen.infer.objectives import ELBO, GRADIENTS, IWAE, Objective
 from pplgen.models import ZOO
 
 __all__ = ["build_parser", "main"]
@@ -80,10 +83,14 @@ def _fit(args) -> int:
     program, dataset, options = _program_and_data(args)
     valid = datasets.load(args.data, split="valid", **options)
     run_dir = Path(args.out or f"runs/{program_label(program.spec).replace(':', '-')}-{args.data}")
+    guide = program.guide
+    if args.guide == "auto" or args.posterior != "normal" or args.flows:
+        guide = AmortisedGuide(program.model, posterior=args.posterior, flows=args.flows)
     result = fit(
         program.model,
         dataset.tensors(program.takes_labels),
-        program.guide,
+        guide,
+        objective=_objective(args),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -106,6 +113,15 @@ def _fit(args) -> int:
         )
     print(f"wrote {run_dir}/ (config.json, result.pt, checkpoint.pt, history.json, graph.png, curves.png)")
     return 0
+
+
+def _objective(args) -> Objective | None:
+    """The latent family's objective named on the command line (None: the program's default)."""
+    if args.objective == "iwae":
+        return IWAE(args.k, gradient=args.gradient)
+    if args.warmup or args.free_bits:
+        return ELBO(warmup=args.warmup, free_bits=args.free_bits)
+    return None
 
 
 def _sample(args) -> int:
@@ -143,12 +159,23 @@ def _evaluate(args) -> int:
 
     torch.manual_seed(args.seed)
     result, dataset, program = load_run(Path(args.run_dir), split=args.split, device=args.device)
-    row = summary(result, dataset, num_samples=args.num_samples, labels=program.takes_labels)
+    if args.limit is not None:
+        dataset = dataset.subset(args.limit)
+    ais = AISSettings(steps=args.ais_steps, leapfrog_steps=args.leapfrog) if args.method == "ais" else None
+    row = summary(
+        result,
+        dataset,
+        num_samples=args.num_samples,
+        labels=program.takes_labels,
+        method=args.method,
+        ais=ais,
+    )
     if args.json:
         print(json.dumps(row))
     elif "nats" in row:
         print(
-            f"{row['data']} {row['split']} (n={row['n']}): {row['nats']:.3f} nats per data point, "
+            f"{row['data']} {row['split']} (n={row['n']}): {row['nats']:.3f} ± {row['nats_stderr']:.3f} "
+            "nats per data point, "
             f"{row['bits_per_dim']:.4f} bits/dim ({row['estimator']})"
         )
     elif "modes" in row:
@@ -203,6 +230,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run directory (default runs/MODEL-DATA)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    g = p.add_argument_group("latent models")
+    g.add_argument("--objective", choices=("elbo", "iwae"), default="elbo", help="the bound to maximise")
+    g.add_argument("--k", type=int, default=50, help="importance samples of the IWAE bound")
+    g.add_argument("--gradient", choices=GRADIENTS, default="standard", help="IWAE's guide gradient")
+    g.add_argument("--warmup", type=int, default=0, help="steps of KL warm-up (ELBO)")
+    g.add_argument("--free-bits", type=float, default=0.0, help="nats per latent dimension left free (ELBO)")
+    g.add_argument(
+        "--guide",
+        choices=("program", "auto"),
+        default="program",
+        help="the program's own guide (when it has one) or one built from the graph",
+    )
+    g.add_argument("--posterior", choices=POSTERIORS, default="normal", help="the built guide's posterior")
+    g.add_argument("--flows", type=int, default=0, help="IAF steps on top of the built guide's Normal")
     p.set_defaults(run=_fit)
 
     p = sub.add_parser("sample", help="draw samples from a fitted run, in the data's own form")
@@ -218,7 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test nats and bits/dim, or sample metrics for implicit models")
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    p.add_argument("--num-samples", type=int, default=100, help="importance samples for latent models")
+    p.add_argument(
+        "--num-samples", type=int, default=100, help="importance samples (or AIS chains) for latent models"
+    )
+    p.add_argument("--method", choices=("is", "ais"), default="is", help="latent models' estimator")
+    p.add_argument("--ais-steps", type=int, default=500, help="AIS temperatures")
+    p.add_argument("--leapfrog", type=int, default=10, help="AIS leapfrog steps per transition")
+    p.add_argument("--limit", type=int, default=None, help="evaluate N data points drawn at random (seeded)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)

@@ -23,7 +23,8 @@ def training_curves(
     ax = _axes(ax)
     if keys is None:  # the losses in nats; counts (active units) and per-dimension lists stay in the history
         skip = ("epoch", "time_s", "restored_epoch", "active_units", "latent_units")
-        keys = [k for k, v in (history[0] if history else {}).items() if k not in skip and isinstance(v, float)]
+        first = history[0] if history else {}
+        keys = [k for k, v in first.items() if k not in skip and isinstance(v, float)]
     epochs = [row["epoch"] for row in history]
     for key in keys:
         values = [row.get(key, math.nan) for row in history]

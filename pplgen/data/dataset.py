@@ -86,6 +86,20 @@ class Dataset:
             raise DataError(f"data set {self.name!r} has no labels (y), but the program takes (x, y)")
         return (self.x, self.y)
 
+    def subset(self, size: int, seed: int = 0) -> Dataset:
+        """A copy with ``size`` data points drawn at random without replacement (seeded).
+
+        Random rather than the first ``size``: some splits are sorted (binarized MNIST's test split starts
+        with the zeros), so a prefix would not represent the split.
+        """
+        if size < 1:
+            raise DataError(f"a subset needs at least 1 data point, got {size}")
+        if size >= len(self):
+            return self
+        index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size].sort().values
+        y = None if self.y is None else self.y[index]
+        return dataclasses.replace(self, x=self.x[index], y=y)
+
     def to(self, device: torch.device | str) -> Dataset:
         """A copy with ``x``, ``y`` and every tensor in ``meta`` moved to ``device``."""
         meta = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.meta.items()}

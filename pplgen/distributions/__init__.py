@@ -1,6 +1,7 @@
 """Distributions usable at any ``pyro.sample`` site."""
 
 from pplgen.distributions.autoregressive import AutoregressiveDistribution
+from pplgen.distributions.flow import Dequantized, FlowDistribution
 from pplgen.distributions.fvsbn import FVSBN
 from pplgen.distributions.implicit import Implicit
 from pplgen.distributions.logistic import DiscretizedLogistic
@@ -15,6 +16,8 @@ __all__ = [
     "MADE",
     "NADE",
     "AutoregressiveDistribution",
+    "Dequantized",
+    "FlowDistribution",
     "DiscretizedLogistic",
     "Implicit",
     "PixelCNN",

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pyro
 import torch
 from pyro import poutine
 
 from pplgen.errors import ImplicitLikelihoodError, ModelError, program_errors
+from pplgen.evaluate.ais import AISSettings, annealed_log_weights
 from pplgen.graph import inspect
 from pplgen.infer.checks import as_tensors, chunks
 from pplgen.infer.fit import resolve_device
 from pplgen.infer.params import evaluation_mode, on_device
-from pplgen.infer.pointwise import per_point
+from pplgen.infer.pointwise import per_point, repeat_rows
 from pplgen.infer.result import FitResult
 
-__all__ = ["bits_per_dim", "log_likelihood"]
+__all__ = ["METHODS", "Estimate", "bits_per_dim", "describe_estimator", "estimate", "log_likelihood"]
+
+METHODS = ("is", "ais")
 
 
 def _observed(site: dict) -> bool:
@@ -36,27 +40,34 @@ def log_likelihood(
     guide: Callable | None = None,
     *,
     num_samples: int = 100,
+    method: str = "is",
+    ais: AISSettings | None = None,
     max_rows: int = 1024,
     device: str | torch.device = "auto",
 ) -> torch.Tensor:
     r"""Log-likelihood :math:`\log p(x_n)` of each data point, in nats; shape ``(N,)``.
 
-    For the exact family the joint density of the trace is the likelihood. For latent models it is
-    the importance-sampled estimate with the guide as proposal,
+    For the exact family the joint density of the trace is the likelihood. For latent models,
+    ``method="is"`` gives the importance-sampled estimate with the guide as proposal,
 
     .. math::
         \log p(x) \approx \log \frac{1}{K} \sum_{k=1}^{K} \frac{p(x, z_k)}{q(z_k \mid x)},
         \qquad z_k \sim q(z \mid x),
 
     a stochastic lower bound that tightens as :math:`K` (``num_samples``) grows (Burda et al. 2016);
-    with no guide the prior is the proposal, which is valid but needs far more samples. The K samples
-    are drawn in one pass by repeating each data point K times inside the data plate.
+    with no guide the prior is the proposal, which is valid but needs far more samples. The samples are
+    drawn by repeating each data point inside the data plate, at most ``max_rows`` rows per pass, so K in
+    the thousands runs in bounded memory. ``method="ais"`` runs annealed importance sampling with
+    ``num_samples`` chains per point instead (Wu et al. 2017; settings in ``ais``), which needs no guide
+    and suits decoder-based models whose posterior the guide fits poorly.
 
     Args:
         model: a model program, or a :class:`FitResult` (its model, guide and device are used).
         data: a tensor or tuple of tensors, as passed to ``fit``.
         guide: the proposal q(z | x) for latent models.
-        num_samples: K, importance samples per data point (latent family only).
+        num_samples: K, importance samples (or AIS chains) per data point (latent family only).
+        method: ``"is"`` (importance sampling) or ``"ais"`` (annealed importance sampling).
+        ais: the AIS settings (:class:`AISSettings`: temperatures, leapfrog steps, initial distribution).
         max_rows: data rows (points times samples) evaluated in one pass; lower it for networks with
             large activations (a 500-unit NADE holds rows x 784 x 500 floats).
         device: where to evaluate, when ``model`` is not a FitResult.
@@ -64,7 +75,13 @@ def log_likelihood(
     References:
         Burda, Grosse & Salakhutdinov (2016), "Importance weighted autoencoders".
         Rezende et al. (2014), Appendix E (importance-sampled marginal likelihood).
+        Wu, Burda, Salakhutdinov & Grosse (2017), "On the quantitative analysis of decoder-based
+        generative models" (AIS).
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     model, guide, device = _resolve(model, guide, device)
     tensors = tuple(t.to(device) for t in as_tensors(data))
     with torch.no_grad(), on_device(device):
@@ -75,30 +92,100 @@ def log_likelihood(
             f"the program has a simulated site and no likelihood ({graph.graph['reason']}); "
             "evaluate it with sample metrics instead"
         )
-    samples = 1 if family == "exact" else num_samples
-    if samples < 1:
-        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     data_plates = tuple(graph.graph["data_plates"])
     if not data_plates:
         raise ModelError(
             "the program has no plate over the data points, so log p(x) cannot be split per point"
         )
+    samples = 1 if family == "exact" else num_samples
+    if method == "ais" and family == "latent":
+        settings = ais or AISSettings()
+        if settings.initial == "guide" and guide is None:
+            raise ValueError("AIS from the guide needs a guide; use AISSettings(initial='prior')")
+        estimate = _annealed
+    else:
+        settings, estimate = None, _importance_sampled
+    points = max(1, max_rows // samples)
     results = []
-    with torch.no_grad(), on_device(device), pyro.validation_enabled(False), evaluation_mode(model, guide):
-        for batch in chunks(tensors, max(1, max_rows // samples)):
-            rows = tuple(t.repeat_interleave(samples, dim=0) for t in batch)
+    with on_device(device), pyro.validation_enabled(False), evaluation_mode(model, guide):
+        for batch in chunks(tensors, points):
             with program_errors(guide or model, role="guide" if guide else "model"):
-                if guide is not None and family == "latent":
-                    guide_trace = poutine.trace(guide).get_trace(*rows)
-                    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*rows)
-                    log_w = per_point(model_trace, data_plates, len(rows[0]))
-                    log_w = log_w - per_point(guide_trace, data_plates, len(rows[0]))
-                else:  # exact, or the prior as proposal: the weight is p(x | z)
-                    model_trace = poutine.trace(model).get_trace(*rows)
-                    log_w = per_point(model_trace, data_plates, len(rows[0]), _observed)
-            log_w = log_w.reshape(-1, samples)
-            results.append(torch.logsumexp(log_w, dim=1) - math.log(samples))
+                results.append(
+                    estimate(model, guide, family, batch, data_plates, samples, max_rows, settings)
+                )
     return torch.cat(results).cpu()
+
+
+def _importance_sampled(
+    model, guide, family, batch, data_plates, samples, max_rows, settings
+) -> torch.Tensor:
+    """log (1/K) sum_k w_k per point, the K samples taken in chunks of at most ``max_rows`` rows."""
+    per_chunk = max(1, min(samples, max_rows // len(batch[0])))
+    parts = []
+    with torch.no_grad():
+        for start in range(0, samples, per_chunk):
+            k = min(per_chunk, samples - start)
+            rows = repeat_rows(batch, k)
+            if guide is not None and family == "latent":
+                guide_trace = poutine.trace(guide).get_trace(*rows)
+                model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*rows)
+                log_w = per_point(model_trace, data_plates, len(rows[0]))
+                log_w = log_w - per_point(guide_trace, data_plates, len(rows[0]))
+            else:  # exact, or the prior as proposal: the weight is p(x | z)
+                model_trace = poutine.trace(model).get_trace(*rows)
+                log_w = per_point(model_trace, data_plates, len(rows[0]), _observed)
+            parts.append(torch.logsumexp(log_w.reshape(-1, k), dim=1))
+    return torch.logsumexp(torch.stack(parts, dim=1), dim=1) - math.log(samples)
+
+
+def _annealed(model, guide, family, batch, data_plates, samples, max_rows, settings) -> torch.Tensor:
+    log_w = annealed_log_weights(model, guide, batch, data_plates, samples, settings)
+    return torch.logsumexp(log_w, dim=1) - math.log(samples)
+
+
+@dataclass
+class Estimate:
+    """A mean log-likelihood over a data set with its standard error and how it was obtained.
+
+    Attributes:
+        mean: the mean of log p(x_n) over the points, in nats.
+        stderr: its standard error, std(log p(x_n)) / sqrt(N): the spread over the data points, which
+            includes the Monte Carlo noise of each point's estimate.
+        estimator: ``"exact"``, ``"importance-sampled, K=..."`` or ``"AIS, ... chains, ... steps"``.
+        num_points: N.
+    """
+
+    mean: float
+    stderr: float
+    estimator: str
+    num_points: int
+
+
+def estimate(
+    model: Callable | FitResult, data, guide: Callable | None = None, **kwargs
+) -> tuple[torch.Tensor, Estimate]:
+    """:func:`log_likelihood` per point and an :class:`Estimate` of the mean (with the estimator named)."""
+    values = log_likelihood(model, data, guide, **kwargs)
+    program = model.model if isinstance(model, FitResult) else model
+    family = model.family if isinstance(model, FitResult) else None
+    if family is None:
+        with torch.no_grad():
+            family = inspect(program, *tuple(t[:2] for t in as_tensors(data))).graph["family"]
+    stderr = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else math.nan
+    return values, Estimate(float(values.mean()), stderr, describe_estimator(family, **kwargs), len(values))
+
+
+def describe_estimator(family: str, *, num_samples: int = 100, method: str = "is", ais=None, **_) -> str:
+    """Which estimator :func:`log_likelihood` uses for a family with these settings, in words."""
+    if family == "exact":
+        return "exact"
+    if method == "ais":
+        settings = ais or AISSettings()
+        return (
+            f"AIS, {num_samples} chains x {settings.steps} steps from the {settings.initial} "
+            f"(HMC, {settings.leapfrog_steps} leapfrog steps)"
+        )
+    return f"importance-sampled, K={num_samples}"
 
 
 def bits_per_dim(model: Callable | FitResult, data, guide: Callable | None = None, **kwargs) -> float:

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from pplgen.evaluate.likelihood import log_likelihood
+from pplgen.evaluate.ais import AISSettings
+from pplgen.evaluate.likelihood import estimate
 from pplgen.evaluate.modes import mode_metrics
 from pplgen.evaluate.sampling import sample
 from pplgen.infer.result import FitResult
@@ -15,23 +16,32 @@ __all__ = ["summary"]
 
 
 def summary(
-    result: FitResult, dataset, *, num_samples: int = 100, num_generated: int = 2500, labels: bool = False
+    result: FitResult,
+    dataset,
+    *,
+    num_samples: int = 100,
+    num_generated: int = 2500,
+    labels: bool = False,
+    method: str = "is",
+    ais: AISSettings | None = None,
 ) -> dict:
     """Test figures for ``result`` on ``dataset`` (a :class:`pplgen.data.Dataset`).
 
-    Likelihood families get ``nats`` (mean negative log-likelihood per data point), ``bits_per_dim``
-    and ``estimator`` (``"exact"`` or ``"importance-sampled, K=..."``: a stochastic lower bound on
-    log p(x), so an upper bound on nats). Implicit models on the 2-D mixtures get PacGAN's
+    Likelihood families get ``nats`` (mean negative log-likelihood per data point), ``nats_stderr`` (its
+    standard error over the points), ``bits_per_dim`` and ``estimator`` (``"exact"``,
+    ``"importance-sampled, K=..."`` or ``"AIS, ..."``: for latent models a stochastic lower bound on
+    log p(x), so an upper bound on nats; ``method`` and ``ais`` choose, see :func:`log_likelihood`).
+    Implicit models on the 2-D mixtures get PacGAN's
     ``modes``, ``hq_percent`` and ``reverse_kl`` from ``num_generated`` samples. ``labels``: the program
     takes ``(x, y)``.
     """
     row: dict = {"family": result.family, "data": dataset.name, "split": dataset.split, "n": len(dataset)}
     if result.family in ("exact", "latent"):
-        ll = log_likelihood(result, dataset.tensors(labels), num_samples=num_samples)
-        nats = float(-ll.mean())
-        row["nats"] = nats
-        row["bits_per_dim"] = nats / (dataset.x[0].numel() * math.log(2))
-        row["estimator"] = "exact" if result.family == "exact" else f"importance-sampled, K={num_samples}"
+        _, found = estimate(result, dataset.tensors(labels), num_samples=num_samples, method=method, ais=ais)
+        row["nats"] = -found.mean
+        row["nats_stderr"] = found.stderr
+        row["bits_per_dim"] = -found.mean / (dataset.x[0].numel() * math.log(2))
+        row["estimator"] = found.estimator
     elif "modes" in dataset.meta:
         generated = sample(result, num_generated)
         row.update(mode_metrics(generated, dataset.meta["modes"], dataset.meta["std"]))

@@ -10,6 +10,7 @@ from pplgen.errors import UnknownNameError
 from pplgen.models.cvae import CVAE
 from pplgen.models.dmm import DMM
 from pplgen.models.draw import DRAW
+from pplgen.models.flows import FlowModel, MAFModel, RealNVPModel
 from pplgen.models.fvsbn import FVSBNModel
 from pplgen.models.gan import GAN
 from pplgen.models.hvae import HVAE
@@ -28,6 +29,9 @@ __all__ = [
     "DMM",
     "DRAW",
     "FVSBNModel",
+    "FlowModel",
+    "MAFModel",
+    "RealNVPModel",
     "GAN",
     "HVAE",
     "MADEModel",
@@ -56,6 +60,8 @@ ZOO: dict[str, type[PyroModule]] = {
     "dmm": DMM,
     "draw": DRAW,
     "vqvae": VQVAE,
+    "realnvp": RealNVPModel,
+    "maf": MAFModel,
     "gan": GAN,
 }
 

@@ -4,6 +4,20 @@ from pplgen.nn.attention import Block, CausalSelfAttention, KVCache, Transformer
 from pplgen.nn.autoregressive import AutoregressiveNet, choose, conditional_log_prob, warp_logits
 from pplgen.nn.conv import ConvDecoder, ConvEncoder
 from pplgen.nn.draw import DRAWNet, GaussianAttention, filterbank
+from pplgen.nn.flows import (
+    ActNorm,
+    AffineCoupling,
+    BatchNorm,
+    Bijection,
+    FlowNet,
+    Logit,
+    MAFNet,
+    MaskedAutoregressive,
+    Permutation,
+    RealNVPNet,
+    checkerboard_mask,
+    half_mask,
+)
 from pplgen.nn.made import MADENet, MaskedLinear
 from pplgen.nn.mlp import MLP
 from pplgen.nn.nade import NADENet
@@ -13,6 +27,18 @@ from pplgen.nn.vq import Quantized, VectorQuantizer, code_perplexity
 from pplgen.nn.wavenet import WaveNetNet
 
 __all__ = [
+    "ActNorm",
+    "AffineCoupling",
+    "BatchNorm",
+    "Bijection",
+    "FlowNet",
+    "Logit",
+    "MAFNet",
+    "MaskedAutoregressive",
+    "Permutation",
+    "RealNVPNet",
+    "checkerboard_mask",
+    "half_mask",
     "MLP",
     "Block",
     "CausalSelfAttention",
