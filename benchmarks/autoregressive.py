@@ -14,12 +14,11 @@ then records the exact test figure beside the published one. Every figure is app
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 
 import torch
-from common import record
+from common import add_fit_options, fit_settings, fit_within, pairs, record
 
 import pplgen
 from pplgen import data as datasets
@@ -60,67 +59,17 @@ def record_name(zoo: str, config: dict) -> str:
     return zoo
 
 
-def _pairs(items: list[str]) -> dict:
-    pairs = {}
-    for item in items:
-        key, _, text = item.partition("=")
-        try:
-            pairs[key] = json.loads(text)
-        except json.JSONDecodeError:
-            pairs[key] = text
-    return pairs
-
-
 def fit(args) -> None:
-    options = _pairs(args.data_option)
+    options = pairs(args.data_option)
     train, valid, test = (datasets.load(args.data, split=s, **options) for s in ("train", "valid", "test"))
-    model = models.build(args.model, train, **_pairs(args.set))
+    model = models.build(args.model, train, **pairs(args.set))
     takes_labels = bool(getattr(model, "takes_labels", False))
-    data = train.tensors(takes_labels)
-    if args.train_rows:  # a seeded random subset, so that a short budget still sees whole epochs
-        keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[
-            : args.train_rows
-        ]
-        data = tuple(t[keep] for t in data)
-    held_out = valid.tensors(takes_labels)
-    if args.valid_rows:
-        held_out = tuple(t[: args.valid_rows] for t in held_out)
-    began = time.perf_counter()
-
-    def out_of_time(row: dict) -> bool:
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-        return time.perf_counter() - began > args.minutes * 60
-
-    result = pplgen.fit(
-        model.model,
-        data,
-        epochs=args.max_epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        valid=held_out,
-        patience=args.max_epochs,  # never stops early, but restores the best validation epoch
-        seed=args.seed,
-        device=args.device,
-        callbacks=[out_of_time],
-    )
-    fit_s = time.perf_counter() - began
+    result, data, held_out, fit_s = fit_within(args, model, train, valid)
     nats = -pplgen.log_likelihood(result, test.tensors(takes_labels)).mean().item()
     dims = test.x[0].numel()
     value = {"nll_nats": nats, "nats_per_char": nats / dims, "bits_per_sample": nats / dims / math.log(2)}
     metric = METRIC.get(args.data, "nll_nats")
-    settings = {
-        "config": model.config,
-        "data_options": options,
-        "budget_minutes": args.minutes,
-        "train_rows": len(data[0]),
-        "valid_rows": len(held_out[0]),
-        "epochs_run": len(result.history),
-        "best_epoch": result.history[-1].get("restored_epoch"),
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "seed": args.seed,
-        "estimator": "exact",
-    }
+    settings = {**fit_settings(args, model, result, data, held_out), "estimator": "exact"}
     name = record_name(args.model, model.config)
     # tiny Shakespeare has no test split: its "test" is the validation text
     split = "valid" if args.data == "shakespeare" else test.split
@@ -226,16 +175,7 @@ def main() -> None:
     p = sub.add_parser("fit", help="train a zoo model within a time budget and record its test figure")
     p.add_argument("model")
     p.add_argument("--data", required=True, choices=datasets.NAMES)
-    p.add_argument("--minutes", type=float, required=True, help="wall-clock budget for training")
-    p.add_argument("--max-epochs", type=int, default=10_000)
-    p.add_argument("--train-rows", type=int, default=None, help="train on a seeded random subset of rows")
-    p.add_argument("--valid-rows", type=int, default=None, help="validate on the first rows only")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE")
+    add_fit_options(p)
     p.set_defaults(run=fit)
     p = sub.add_parser("speed", help="cached against naive generation, side by side in one run")
     p.add_argument("model", choices=("wavenet", "charlm", "pixelcnn"))

@@ -59,3 +59,86 @@ def record(
         f.write(json.dumps(row) + "\n")
     print(json.dumps(row))
     return row
+
+
+def pairs(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings as a dict, each value read as JSON where it parses (``hidden=500`` is 500)."""
+    found = {}
+    for item in items:
+        key, _, text = item.partition("=")
+        try:
+            found[key] = json.loads(text)
+        except json.JSONDecodeError:
+            found[key] = text
+    return found
+
+
+def add_fit_options(p) -> None:
+    """The options of a budgeted fit (``fit_within``) on an argparse parser."""
+    p.add_argument("--minutes", type=float, required=True, help="wall-clock budget for training")
+    p.add_argument("--max-epochs", type=int, default=10_000)
+    p.add_argument("--train-rows", type=int, default=None, help="train on a seeded random subset of rows")
+    p.add_argument("--valid-rows", type=int, default=None, help="validate on the first rows only")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE")
+
+
+def fit_within(args, model, train, valid, **fit_options):
+    """Train ``model`` (a zoo module) for whole epochs until ``args.minutes`` have passed, keeping the best
+    validation epoch. Returns the result, the training rows, the validation rows and the seconds taken."""
+    import time
+
+    import pplgen
+
+    takes_labels = bool(getattr(model, "takes_labels", False))
+    data = train.tensors(takes_labels)
+    if args.train_rows:  # a seeded random subset, so that a short budget still sees whole epochs
+        keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[
+            : args.train_rows
+        ]
+        data = tuple(t[keep] for t in data)
+    held_out = valid.tensors(takes_labels)
+    if args.valid_rows:
+        held_out = tuple(t[: args.valid_rows] for t in held_out)
+    began = time.perf_counter()
+
+    def out_of_time(row: dict) -> bool:
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "kl_per_dim"}
+        print(json.dumps(shown), flush=True)
+        return time.perf_counter() - began > args.minutes * 60
+
+    result = pplgen.fit(
+        model.model,
+        data,
+        fit_options.pop("guide", getattr(model, "guide", None)),
+        epochs=args.max_epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        valid=held_out,
+        patience=args.max_epochs,  # never stops early, but restores the best validation epoch
+        seed=args.seed,
+        device=args.device,
+        callbacks=[out_of_time],
+        **fit_options,
+    )
+    return result, data, held_out, time.perf_counter() - began
+
+
+def fit_settings(args, model, result, data, held_out) -> dict:
+    """The settings every budgeted-fit record carries."""
+    return {
+        "config": model.config,
+        "data_options": pairs(args.data_option),
+        "budget_minutes": args.minutes,
+        "train_rows": len(data[0]),
+        "valid_rows": len(held_out[0]),
+        "epochs_run": len(result.history),
+        "best_epoch": result.history[-1].get("restored_epoch"),
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+    }
