@@ -68,14 +68,37 @@ def program_name(fn: Callable) -> str:
 def program_errors(fn: Callable, role: str = "model") -> Iterator[None]:
     """Turn an exception raised inside a user's program into a :class:`ModelError` naming the program.
 
-    pplgen's own errors pass through unchanged, so a precise message raised deeper is not hidden.
+    pplgen's own errors pass through unchanged, so a precise message raised deeper is not hidden; that
+    holds too when a library wrapped one on its way out (Pyro re-raises an error from ``log_prob`` as a
+    plain ``ValueError`` whose ``__cause__`` is the original), so the first pplgen error found in the
+    exception's chain of causes and contexts is raised instead of a ModelError.
     """
     try:
         yield
     except PplgenError:
         raise
     except Exception as exc:  # the user's program can raise anything
+        wrapped = _pplgen_error_in_chain(exc)
+        if wrapped is not None:
+            # The wrapper adds nothing the user needs; the original keeps its own traceback and cause.
+            raise wrapped from wrapped.__cause__
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ModelError(
             f"the {role} program {program_name(fn)!r} raised {type(exc).__name__}: {message}"
         ) from exc
+
+
+def _pplgen_error_in_chain(exc: BaseException) -> PplgenError | None:
+    """The first :class:`PplgenError` among the causes and contexts of ``exc``, as a traceback shows them."""
+    seen: set[int] = set()
+    link = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, PplgenError):
+            return link
+        link = (
+            link.__cause__
+            if link.__cause__ is not None
+            else (None if link.__suppress_context__ else link.__context__)
+        )
+    return None

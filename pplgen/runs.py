@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import sys
 import wave
@@ -24,7 +25,7 @@ import torch  # noqa: E402
 
 from pplgen import data as datasets  # noqa: E402
 from pplgen import models, plot  # noqa: E402
-from pplgen.errors import DataFileError, ModelError, UnknownNameError  # noqa: E402
+from pplgen.errors import DataError, DataFileError, ModelError, UnknownNameError  # noqa: E402
 from pplgen.infer.result import FitResult  # noqa: E402
 from pplgen.render import draw  # noqa: E402
 
@@ -128,12 +129,24 @@ def load_run(run_dir: Path, split: str = "train", device: str = "auto"):
     config = json.loads(config_path.read_text())
     dataset = datasets.load(config["data"]["name"], split=split, **config["data"].get("options", {}))
     program = resolve_program(config["program"], dataset)
-    result = FitResult.load(run_dir / "result.pt", program.model, program.guide, device=device)
+    # a run trained with the graph-built guide (pplgen fit --guide auto) rebuilds it from its options
+    guide = None if "guide" in config.get("settings", {}) else program.guide
+    result = FitResult.load(run_dir / "result.pt", program.model, guide, device=device)
     return result, dataset, program
 
 
 def write_samples(samples: torch.Tensor, dataset, out: Path) -> Path:
-    """Samples in the data's own form: a PNG grid of images, a WAV file of audio, text, or a 2-D scatter."""
+    """Samples in the data's own form: a PNG grid of images, a WAV file of audio, text, or a 2-D scatter.
+
+    ``samples`` is one tensor whose first dimension indexes the samples, as :func:`pplgen.sample` gives
+    it for a program with one observed site or one observed chain; the steps of a chain (``(n, T,
+    x_dim)`` from a deep Markov model that reads an image as rows) are shown as the image's rows.
+    """
+    if isinstance(samples, dict):
+        raise DataError(
+            f"expected the samples of one observed site or chain, got a dict of {len(samples)} sites "
+            f"({', '.join(map(repr, samples))}); write the one that holds the data"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     samples = samples.detach().cpu()
     if dataset.kind == "audio":
@@ -155,6 +168,12 @@ def write_samples(samples: torch.Tensor, dataset, out: Path) -> Path:
         return out
     out = out.with_suffix(".png")
     if dataset.image_shape is not None:
+        pixels = math.prod(dataset.image_shape)
+        if samples.dim() == 0 or samples[0].numel() != pixels:
+            raise DataError(
+                f"expected samples of {pixels} pixels each to show as {tuple(dataset.image_shape)} images "
+                f"of {dataset.name!r}, got samples of shape {tuple(samples.shape)}"
+            )
         levels = (dataset.num_levels - 1) if dataset.kind == "discrete" else 1
         ax = plot.image_grid(samples.float() / levels, dataset.image_shape)
     elif samples.reshape(len(samples), -1).shape[1] == 2:

@@ -6,9 +6,13 @@ import sys
 import textwrap
 import wave
 
+import matplotlib.image
 import pytest
+import torch
 
+import pplgen
 from pplgen.cli import main
+from pplgen.runs import load_run, write_samples
 from tests.conftest import needs_data_file
 
 USER_PROGRAM = textwrap.dedent(
@@ -189,3 +193,19 @@ def test_a_character_lstm_writes_text(tmp_path):
     assert main(["sample", str(run_dir), "-n", "2", "--seed", "0"]) == 0
     text = (run_dir / "samples.txt").read_text()
     assert len(text) == 2 * 16 + 2  # two blocks of 16 characters, a blank line between
+
+
+def test_a_deep_markov_model_draws_its_steps_as_the_rows_of_each_digit(capsys, tmp_path):
+    run_dir = tmp_path / "dmm"
+    sizes = ["--set", "z_dim=3", "--set", "transition_dim=8", "--set", "emission_dim=8", "--set", "rnn_dim=8"]
+    assert main(["fit", "dmm", "--data", "digits", *sizes, "--epochs", "1", "--out", str(run_dir)]) == 0
+    out = tmp_path / "s.png"
+    assert main(["sample", str(run_dir), "-n", "8", "--out", str(out), "--seed", "0"]) == 0
+    assert f"wrote 8 samples to {out}" in capsys.readouterr().out
+    # the same draws, as 8 steps of 8 pixels; drawn as flat rows, step t must be row t of each image
+    result, dataset, _ = load_run(run_dir)
+    torch.manual_seed(0)
+    steps = pplgen.sample(result, 8)
+    assert steps.shape == (8, 8, 8)
+    rows = write_samples(steps.flatten(1), dataset, tmp_path / "rows.png")
+    assert (matplotlib.image.imread(out) == matplotlib.image.imread(rows)).all()

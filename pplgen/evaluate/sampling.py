@@ -55,7 +55,11 @@ def sample(
         device: where to run, when ``model`` is not a FitResult.
 
     Returns:
-        The values at the observed site, or a dict ``{site: values}`` when there are several.
+        The values at the observed site, or a dict ``{site: values}`` when there are several. The
+        observed steps of one Markov chain (sites ``x_1 .. x_T`` that :func:`pplgen.inspect` groups into
+        the chain ``x_t``, as in a deep Markov model) are joined into one tensor stacked along a new
+        step dimension after the sample dimension, ``(num_samples, T, *step_shape)``, under the
+        chain's name; when the observed sites are exactly one chain, that tensor is returned alone.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
@@ -68,4 +72,24 @@ def sample(
         with pyro.validation_enabled(False), program_errors(program):
             trace = poutine.trace(poutine.uncondition(program)).get_trace(*batch)
     values = {n: trace.nodes[n]["fn"].mean if mean else trace.nodes[n]["value"] for n in observed}
-    return values[observed[0]] if len(values) == 1 else values
+    values = _join_chains(values, graph)
+    return next(iter(values.values())) if len(values) == 1 else values
+
+
+def _join_chains(values: dict[str, torch.Tensor], graph) -> dict[str, torch.Tensor]:
+    """Stack the values of each chain's steps (``graph.graph["chains"]``) along dimension 1.
+
+    A chain whose steps are not all in ``values``, or whose steps differ in shape, is left as it is:
+    stacking it would drop steps or fail. Other sites keep their place and name.
+    """
+    chains = graph.graph.get("chains", {})
+    joined: dict[str, torch.Tensor] = {}
+    for name, value in values.items():
+        chain = graph.nodes[name].get("chain")
+        steps = chains.get(chain, ())
+        whole = bool(steps) and all(step in values for step in steps)
+        if not whole or len({values[step].shape for step in steps}) > 1:
+            joined[name] = value
+        elif chain not in joined:
+            joined[chain] = torch.stack([values[step] for step in steps], dim=1)  # (n, T, *step_shape)
+    return joined

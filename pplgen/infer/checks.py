@@ -9,6 +9,7 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions import ExpandedDistribution, constraints
 from pyro.poutine.util import site_is_subsample
 
 from pplgen.errors import DataError, GuideError, program_errors, program_name
@@ -59,6 +60,11 @@ def _observed_sites(trace: poutine.Trace):
             yield name, site
 
 
+#: Wrappers whose support is their base distribution's, so errors can name the base (``Bernoulli``);
+#: a transformed distribution is not one of them, its support differs from its base's.
+_SAME_SUPPORT_WRAPPERS = (torch.distributions.Independent, ExpandedDistribution)
+
+
 def _check_site(name: str, fn, value: torch.Tensor) -> None:
     event_shape = tuple(fn.event_shape)
     value_event = tuple(value.shape[value.dim() - len(event_shape) :]) if event_shape else ()
@@ -75,20 +81,49 @@ def _check_site(name: str, fn, value: torch.Tensor) -> None:
             f"site {name!r} has batch shape {tuple(fn.batch_shape)}, which the observed value's "
             f"batch shape {batch} does not broadcast with"
         ) from None
-    ok = fn.support.check(value)
-    if not bool(ok.all()):
-        base = fn
-        while hasattr(base, "base_dist"):
-            base = base.base_dist
-        outside = ~base.support.check(value)
-        example = (
-            value[outside.expand(value.shape)] if outside.shape == value.shape or outside.dim() else None
-        )
-        example = f", e.g. {float(example[0]):g}" if example is not None and example.numel() else ""
-        raise DataError(
-            f"site {name!r} ({type(base).__name__}) expects values in its support {base.support}, "
-            f"but {int(outside.sum())} observed values lie outside it{example}"
-        )
+    support = fn.support
+    if constraints.is_dependent(support):  # e.g. a support set by the value itself: nothing to check
+        return
+    if not bool(support.check(value).all()):
+        raise DataError(_outside_support_message(name, fn, value))
+
+
+def _outside_support_message(name: str, fn, value: torch.Tensor) -> str:
+    """Name the site, its support, how many values lie outside it, and the first of them with its index.
+
+    The support of a distribution over several event dimensions (an image model, ``.to_event(2)``) is
+    checked per event, so the coordinates are located with the support's elementwise base constraint.
+    """
+    constraint = fn.support
+    while isinstance(constraint, constraints.independent):
+        constraint = constraint.base_constraint
+    label = fn
+    while isinstance(label, _SAME_SUPPORT_WRAPPERS):
+        label = label.base_dist
+    describe = getattr(fn, "describe_support", None)
+    expected = f"{describe()} ({constraint})" if callable(describe) else f"{constraint}"
+    head = f"site {name!r} ({type(label).__name__}) expects values in its support {expected}"
+
+    tail = value.shape[value.dim() - constraint.event_dim :] if constraint.event_dim else torch.Size()
+    outside = ~constraint.check(value)
+    outside = outside.expand(torch.broadcast_shapes(outside.shape, value.shape[: value.dim() - len(tail)]))
+    count = int(outside.sum())
+    if count == 0:  # only the event as a whole is outside (a support that is not elementwise)
+        events = int((~fn.support.check(value)).sum())
+        return f"{head}, but {events} observed events lie outside it"
+    index = tuple(int(i) for i in outside.nonzero()[0])
+    bad = value.expand(outside.shape + tail)[index]
+    shown = f"{bad.item():g}" if bad.numel() == 1 else _short(bad)
+    return (
+        f"{head}, but {count} observed values lie outside it, e.g. {shown} at index {index} of the "
+        f"observed value of shape {tuple(value.shape)}"
+    )
+
+
+def _short(value: torch.Tensor, most: int = 6) -> str:
+    """A vector value for a message: its first ``most`` entries."""
+    items = [f"{v:g}" for v in value.flatten()[:most].tolist()]
+    return "[" + ", ".join(items) + (", ...]" if value.numel() > most else "]")
 
 
 def check_observations(model: Callable, tensors: tuple[torch.Tensor, ...], chunk_size: int = 1024) -> None:

@@ -117,7 +117,7 @@ class DMM(PyroModule):
     ``pyro.plate("data", N)``, so :func:`pplgen.inspect` finds two chains and the family ``latent``.
     The data arrive flat, ``x`` of shape ``(N, T * x_dim)`` (or ``(N, T, x_dim)``): an image of
     ``image_shape`` (H, W) is read as H steps of W-pixel rows. Drawing from the program
-    (:func:`pplgen.sample`) gives one tensor per step; :meth:`as_data` joins them into data rows.
+    (:func:`pplgen.sample`) gives the chain ``(n, T, x_dim)``; :meth:`as_data` flattens it into data rows.
 
     The defaults are the sizes Pyro's DMM example uses for the paper's polyphonic-music data (88 notes
     per step): 100 state dimensions, 200 transition and 100 emission hidden units, 600 RNN units. A
@@ -219,9 +219,11 @@ class DMM(PyroModule):
             )
         return x.reshape(x.shape[0], *shape)
 
-    def as_data(self, samples: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Join per-step draws ``{"x_1": ..., "x_T": ...}`` (as :func:`pplgen.sample` gives them) into
-        flat data rows ``(n, T * x_dim)``."""
+    def as_data(self, samples: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        """Flat data rows ``(n, T * x_dim)`` from draws: the ``(n, T, x_dim)`` chain that
+        :func:`pplgen.sample` returns, or per-step draws ``{"x_1": ..., "x_T": ...}``."""
+        if isinstance(samples, torch.Tensor):
+            return samples.flatten(1)
         return torch.stack([samples[f"x_{t}"] for t in range(1, self.steps + 1)], dim=1).flatten(1)
 
     def emission(self, z: torch.Tensor) -> dist.Distribution:

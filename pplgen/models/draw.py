@@ -10,6 +10,7 @@ import torch
 from pyro.nn import PyroModule, pyro_method
 
 from pplgen.errors import DataError, ModelError
+from pplgen.models.images import check_images, image_settings
 from pplgen.nn.draw import DRAWNet
 
 __all__ = ["DRAW"]
@@ -90,28 +91,16 @@ class DRAW(PyroModule):
 
     @classmethod
     def from_dataset(cls, dataset, **config) -> DRAW:
-        if dataset.image_shape is None or len(dataset.image_shape) != 2:
-            raise DataError(
-                f"DRAW models images, but data set {dataset.name!r} has image_shape "
-                f"{dataset.image_shape!r} (expected (H, W), e.g. (8, 8))"
-            )
-        if dataset.kind != "binary":
-            raise DataError(f"DRAW models binary images, but {dataset.name!r} is {dataset.kind!r}")
-        shape = tuple(int(s) for s in dataset.image_shape)
+        shape = image_settings(dataset, "DRAW", kinds=("binary",))["image_shape"]
         small = SMALL_IMAGE_SETTINGS if max(shape) <= _SMALL_IMAGE else {}
         return cls(**{"image_shape": shape, **small, **config})
 
     def _images(self, x: torch.Tensor) -> torch.Tensor:
-        """The data as images ``(N, H, W)``, or a DataError naming the expected shape."""
-        height, width = self.image_shape
-        if x.dim() not in (2, 3) or x[0].numel() != height * width or (x.dim() == 3 and x.shape[1] != height):
-            raise DataError(
-                f"DRAW: expected data of shape (N, {height * width}) or (N, {height}, {width}), "
-                f"got shape {tuple(x.shape)}"
-            )
-        if not x.is_floating_point():
+        """The data as images ``(N, H, W)``, or a DataError naming the expected shape, dtype or support."""
+        images = check_images(x, self.image_shape, 2, "DRAW")
+        if not x.is_floating_point():  # the canvas's Bernoulli likelihood scores floats
             raise DataError(f"DRAW: expected binary images as floats 0.0/1.0, got dtype {x.dtype}")
-        return x.reshape(x.shape[0], height, width)
+        return images
 
     @pyro_method
     def model(self, x: torch.Tensor) -> None:

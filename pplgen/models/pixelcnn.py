@@ -9,7 +9,7 @@ import torch
 from pyro.nn import PyroModule, pyro_method
 
 from pplgen.distributions.pixelcnn import PixelCNN
-from pplgen.errors import DataError
+from pplgen.models.images import check_images, image_settings
 from pplgen.nn.pixelcnn import PixelCNNNet
 
 __all__ = ["PixelCNNModel"]
@@ -76,25 +76,10 @@ class PixelCNNModel(PyroModule):
 
     @classmethod
     def from_dataset(cls, dataset, **config) -> PixelCNNModel:
-        if dataset.image_shape is None:
-            raise DataError(
-                f"PixelCNN models images, but data set {dataset.name!r} has no image_shape "
-                "(expected e.g. image_shape=(8, 8))"
-            )
-        if dataset.kind not in ("binary", "discrete"):
-            raise DataError(
-                f"PixelCNN models binary or discrete pixels, but {dataset.name!r} is {dataset.kind!r}"
-            )
-        num_levels = 2 if dataset.kind == "binary" else int(dataset.num_levels)
-        return cls(**{"image_shape": tuple(dataset.image_shape), "num_levels": num_levels, **config})
+        return cls(**{**image_settings(dataset, "PixelCNN"), **config})
 
     @pyro_method
     def model(self, x: torch.Tensor) -> None:
-        height, width = self.image_shape
-        if x.dim() < 1 or x[0].numel() != height * width:
-            raise DataError(
-                f"PixelCNN model: expected data of shape (N, {height * width}) or (N, {height}, {width}), "
-                f"got shape {tuple(x.shape)}"
-            )
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("x", PixelCNN(self.net), obs=x.reshape(x.shape[0], height, width))
+        images = check_images(x, self.image_shape, self.net.num_levels, "PixelCNN")  # (N, H, W)
+        with pyro.plate("data", images.shape[0]):
+            pyro.sample("x", PixelCNN(self.net), obs=images)

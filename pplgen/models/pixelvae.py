@@ -12,7 +12,7 @@ from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
 from pplgen.distributions.pixelcnn import PixelCNN
-from pplgen.errors import DataError
+from pplgen.models.images import check_images, image_settings
 from pplgen.nn.mlp import MLP
 from pplgen.nn.pixelcnn import PixelCNNNet
 
@@ -134,40 +134,15 @@ class PixelVAE(PyroModule):
 
     @classmethod
     def from_dataset(cls, dataset, **config) -> PixelVAE:
-        if dataset.image_shape is None:
-            raise DataError(
-                f"PixelVAE models images, but data set {dataset.name!r} has no image_shape "
-                "(expected e.g. image_shape=(8, 8))"
-            )
-        if dataset.kind not in ("binary", "discrete"):
-            raise DataError(
-                f"PixelVAE models binary or discrete pixels, but {dataset.name!r} is {dataset.kind!r}"
-            )
-        image_shape = tuple(dataset.image_shape)
-        num_levels = 2 if dataset.kind == "binary" else int(dataset.num_levels)
-        sizes = {} if image_shape[0] * image_shape[1] >= _LARGE_PIXELS else _SMALL_SIZES
-        return cls(**{"image_shape": image_shape, "num_levels": num_levels, **sizes, **config})
+        settings = image_settings(dataset, "PixelVAE")
+        height, width = settings["image_shape"]
+        sizes = {} if height * width >= _LARGE_PIXELS else _SMALL_SIZES
+        return cls(**{**settings, **sizes, **config})
 
     def _images(self, x: torch.Tensor) -> torch.Tensor:
-        """The data as ``(N, H, W)`` images, or a :class:`DataError` naming the shape or support expected."""
-        height, width = self.image_shape
-        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x[0].numel() != height * width:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise DataError(
-                f"PixelVAE: expected data of shape (N, {height * width}) or (N, {height}, {width}), got {got}"
-            )
-        images = x.reshape(x.shape[0], height, width)
         # checked here, in the program, so that a bad pixel gets a DataError on every path (fit, SVI,
         # log_likelihood), not only where the PixelCNN's own check is reached
-        levels = self.net.num_levels
-        outside = (images < 0) | (images > levels - 1) | (images % 1 != 0)
-        if bool(outside.any()):
-            support = "0 or 1" if levels == 2 else f"integers 0 .. {levels - 1}"
-            raise DataError(
-                f"PixelVAE: expected pixels {support}, got {int(outside.sum())} outside, "
-                f"e.g. {images[outside][0].item():g}"
-            )
-        return images
+        return check_images(x, self.image_shape, self.net.num_levels, "PixelVAE")
 
     def observation(self, z: torch.Tensor) -> PixelCNN:
         """p(x | z), the PixelCNN given the context h(z); its batch shape is ``z.shape[:-1]``."""

@@ -15,6 +15,7 @@ from torch.distributions import constraints
 from pplgen.distributions.autoregressive import AutoregressiveDistribution
 from pplgen.distributions.pixelcnn import PixelCNN
 from pplgen.errors import DataError, ModelError
+from pplgen.models.images import image_batch, image_settings, pixels_outside
 from pplgen.nn.pixelcnn import PixelCNNNet
 from pplgen.nn.vq import Quantized, VectorQuantizer, code_perplexity
 
@@ -255,41 +256,18 @@ class VQVAE(PyroModule):
     @classmethod
     def from_dataset(cls, dataset, **config) -> VQVAE:
         """Sized for ``dataset``: 8x8 digits get a 4x4 code grid, 28x28 MNIST a 7x7 one."""
-        if dataset.image_shape is None or len(dataset.image_shape) != 2:
-            raise DataError(
-                f"VQVAE models single-channel images, but data set {dataset.name!r} has image_shape "
-                f"{dataset.image_shape} (expected (H, W), e.g. (8, 8))"
-            )
-        if dataset.kind not in ("binary", "discrete"):
-            raise DataError(
-                f"VQVAE models binary or discrete pixels, but {dataset.name!r} is {dataset.kind!r}"
-            )
-        num_levels = 2 if dataset.kind == "binary" else int(dataset.num_levels)
-        downsample = 2 if min(dataset.image_shape) >= 16 else 1
-        defaults = {
-            "image_shape": tuple(dataset.image_shape),
-            "num_levels": num_levels,
-            "downsample": downsample,
-        }
-        return cls(**{**defaults, **config})
+        settings = image_settings(dataset, "VQVAE")
+        downsample = 2 if min(settings["image_shape"]) >= 16 else 1
+        return cls(**{**settings, "downsample": downsample, **config})
 
     # -- the pieces ---------------------------------------------------------------------------------
     def _check(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` as ``(N, H * W)``, or a DataError naming the expected shape and support."""
-        height, width = self.image_shape
-        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x[0].numel() != height * width:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise DataError(
-                f"VQVAE: expected images of shape (N, {height * width}) or (N, {height}, {width}), got {got}"
-            )
-        x = x.reshape(x.shape[0], -1)
-        if self.num_levels == 2:
-            outside = (x != 0) & (x != 1)
-            expected = "binary pixels (0 or 1)"
-        else:
-            outside = (x < 0) | (x >= self.num_levels) | (x != x.round())
-            expected = f"integer levels 0 .. {self.num_levels - 1}"
-        if bool(outside.any()):
+        x = image_batch(x, self.image_shape, "VQVAE").flatten(1)
+        outside = pixels_outside(x, self.num_levels)
+        if bool(outside.any()):  # the shared check, in the wording tests/test_vqvae.py matches
+            levels = f"integer levels 0 .. {self.num_levels - 1}"
+            expected = "binary pixels (0 or 1)" if self.num_levels == 2 else levels
             raise DataError(
                 f"VQVAE: expected {expected}, got {int(outside.sum())} values outside, "
                 f"e.g. {float(x[outside][0]):g}"
