@@ -14,7 +14,7 @@ from torch import nn
 
 from pplgen.errors import GuideError, program_name
 from pplgen.graph import inspect
-from pplgen.guides.posteriors import POSTERIORS, MeanField, make_head
+from pplgen.guides.posteriors import POSTERIORS, DiscreteHead, MeanField, make_head
 from pplgen.guides.structure import LatentSpec, observed_values, read_latents
 from pplgen.nn.mlp import MLP
 
@@ -138,8 +138,8 @@ class AmortisedGuide(nn.Module):
         values = observed_values(self.model, batch, names, self.data_plates)
         self._obs_shapes = {name: tuple(v.shape[1:]) for name, v in values.items()}
         sizes = {name: math.prod(v.shape[1:]) for name, v in values.items()}
-        for spec in self.specs:
-            sizes[spec.name] = math.prod(spec.point_shape) if spec.local else math.prod(spec.init.shape)
+        for spec in self.specs:  # parents are read as the model sees them: constrained, per point
+            sizes[spec.name] = math.prod(spec.point_shape)
         return sizes
 
     def _user_encoder(self, spec: LatentSpec) -> nn.Module | None:
@@ -147,9 +147,18 @@ class AmortisedGuide(nn.Module):
             return self.user_encoder.get(spec.name)
         return self.user_encoder
 
+    def _spec(self, name: str) -> LatentSpec:
+        return next(s for s in self.specs if s.name == name)
+
+    def _parents(self, spec: LatentSpec) -> tuple[str, ...]:
+        """The latent parents an encoder reads: those the guide draws a value of (one per data point, or
+        one shared by all). An enumerated parent (by the model or by this guide) holds all its values at
+        once along an enumeration dim instead, so the encoder cannot take it as an input."""
+        drawn = {s.name for s in self.specs if not enumerable(s)}
+        return tuple(p for p in spec.parents if p in drawn)
+
     def _encoder(self, spec: LatentSpec, batch) -> tuple[nn.Module, int]:
-        parents = [p for p in spec.parents if not any(s.name == p and enumerable(s) for s in self.specs)]
-        width = sum(self.sizes[name] for name in (*spec.explains, *parents)) or 1
+        width = sum(self.sizes[name] for name in (*spec.explains, *self._parents(spec))) or 1
         encoder = self._user_encoder(spec)
         if encoder is None:
             hidden = self.options["hidden"]
@@ -157,29 +166,43 @@ class AmortisedGuide(nn.Module):
             if hidden:
                 encoder.append(nn.ReLU())
             return encoder, hidden[-1] if hidden else width
-        dummy = self._inputs(spec, {n: torch.zeros(2, *self._obs_shapes[n]) for n in spec.explains}, {}, 2)
-        with torch.no_grad():
-            features = encoder.to(dummy.device)(dummy)
-        if features.dim() != 2 or features.shape[0] != 2:
+        observed = {n: torch.zeros(2, *self._obs_shapes[n]) for n in spec.explains}
+        parents = {p: self._zeros(self._spec(p), 2) for p in self._parents(spec)}
+        dummy = self._inputs(spec, observed, parents, 2)
+        try:
+            with torch.no_grad():
+                features = encoder.to(dummy.device)(dummy)
+        except Exception as exc:  # the user's module can raise anything on a wrong input shape
+            raise GuideError(
+                f"the encoder for latent {spec.name!r} failed on inputs of shape {tuple(dummy.shape)} "
+                f"(N = 2): {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] != 2:
+            shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
             raise GuideError(
                 f"the encoder for latent {spec.name!r} should map (N, ...) inputs to (N, F) features, "
-                f"got output shape {tuple(features.shape)} for N = 2"
+                f"got output {shape} for inputs of shape {tuple(dummy.shape)}"
             )
         return encoder, features.shape[1]
 
+    @staticmethod
+    def _zeros(spec: LatentSpec, n: int) -> torch.Tensor:
+        """A stand-in value of ``spec``'s site for ``n`` data points."""
+        if not spec.local:
+            return torch.zeros(spec.point_shape)
+        return torch.zeros(n, *spec.point_shape).movedim(0, spec.axis)
+
     # -- the guide program ----------------------------------------------------------------------------
     def _inputs(self, spec: LatentSpec, observed: dict, sampled: dict, n: int) -> torch.Tensor:
-        if len(spec.explains) == 1 and not spec.parents and self._user_encoder(spec) is not None:
+        parents = self._parents(spec)
+        if len(spec.explains) == 1 and not parents and self._user_encoder(spec) is not None:
             return observed[spec.explains[0]].float()
         parts = [_flat(observed[name]) for name in spec.explains]
-        for name in spec.parents:
-            if name not in sampled:  # enumerated: its values carry an enumeration dimension
-                continue
-            value = sampled[name]
-            parent = next(s for s in self.specs if s.name == name) if name in sampled else None
-            if parent is not None and parent.local:
+        for name in parents:
+            value, parent = sampled[name], self._spec(name)
+            if parent.local:
                 parts.append(_flat(value.movedim(parent.axis, 0) if parent.axis else value))
-            else:
+            else:  # one value shared by every data point
                 parts.append(value.reshape(1, -1).float().expand(n, -1))
         if not parts:
             return torch.ones(n, 1)
@@ -228,14 +251,28 @@ class AmortisedGuide(nn.Module):
         for spec in self.specs:
             if not spec.local:
                 lines[spec.name] = (
-                    f"global: mean-field Normal over {math.prod(spec.init.shape)} unconstrained values"
+                    f"global: mean-field Normal over {_count(spec.init.numel(), 'unconstrained value')}"
                 )
                 continue
             head = next(local)
-            inputs = ", ".join((*spec.explains, *spec.parents)) or "nothing"
-            kind = type(head).__name__.removesuffix("Head")
-            kind = {"IAF": f"Normal with {self.options['flows']} IAF steps"}.get(kind, kind)
-            lines[spec.name] = (
-                f"local: encoder from {inputs} to a {kind} over {math.prod(spec.point_shape)} dimensions"
-            )
+            inputs = ", ".join((*spec.explains, *self._parents(spec))) or "nothing"
+            lines[spec.name] = f"local: encoder from {inputs} to {self._posterior(spec, head)}"
         return lines
+
+    def _posterior(self, spec: LatentSpec, head: nn.Module) -> str:
+        """What a local head draws, e.g. ``a Normal over 4 dimensions``."""
+        if isinstance(head, DiscreteHead):
+            classes = "" if head.kind == "bernoulli" else f" with {head.levels} classes"
+            how = "enumerated" if enumerable(spec) else "score-function gradients"
+            size = _count(math.prod(head.shape), "dimension")
+            return f"a {_DISCRETE[head.kind]}{classes} over {size}, {how}"
+        kind = type(head).__name__.removesuffix("Head")
+        kind = {"IAF": f"Normal with {self.options['flows']} IAF steps"}.get(kind, kind)
+        return f"a {kind} over {_count(math.prod(spec.point_shape), 'dimension')}"
+
+
+_DISCRETE = {"bernoulli": "Bernoulli", "categorical": "Categorical", "one_hot": "OneHotCategorical"}
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

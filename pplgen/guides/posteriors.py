@@ -197,7 +197,7 @@ def make_head(spec: LatentSpec, features: int, posterior: str, flows: int, hidde
 
 
 class MeanField(nn.Module):
-    r"""A global latent's fully factorised Normal in unconstrained space, started at a prior draw.
+    r"""A global latent's fully factorised Normal in unconstrained space, started at the prior median.
 
     References:
         Kucukelbir et al. (2017), "Automatic differentiation variational inference"; Pyro's AutoNormal.

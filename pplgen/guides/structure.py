@@ -24,6 +24,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions import constraints
+from pyro.infer.autoguide.initialization import InitMessenger, init_to_median, init_to_sample
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 
@@ -58,8 +59,9 @@ class LatentSpec:
         discrete: the support is discrete.
         enumerated: the model enumerates the site (Pyro's TraceEnum), so the guide leaves it out.
         explains: the local observed sites the latent explains (its observed descendants).
-        parents: the latent sites it depends on in the model (sampled earlier by the guide).
-        init: an unconstrained initial value (a prior draw) for a global site.
+        parents: the latent sites it depends on in the model, directly or through deterministic sites
+            (``pyro.deterministic``, and the value Pyro's ``obs_mask`` merges); sampled earlier by the guide.
+        init: an unconstrained initial value (the prior median) for a global site.
     """
 
     name: str
@@ -132,7 +134,7 @@ def read_latents(model: Callable, graph: nx.DiGraph, batch: tuple) -> list[Laten
     """The latent sites of ``model`` (in program order) as :class:`LatentSpec`\\ s, traced on ``batch``."""
     data_plates = tuple(graph.graph.get("data_plates", ()))
     with _quiet(), program_errors(model):
-        trace = poutine.trace(model).get_trace(*batch)
+        trace = poutine.trace(InitMessenger(_initial_value)(model)).get_trace(*batch)
     specs = []
     for name, site in trace.nodes.items():
         if (
@@ -157,7 +159,7 @@ def read_latents(model: Callable, graph: nx.DiGraph, batch: tuple) -> list[Laten
             for n in graph
             if n in descendants and graph.nodes[n]["kind"] == "observed" and graph.nodes[n]["local"]
         )
-        parents = tuple(p for p in graph.predecessors(name) if graph.nodes[p]["kind"] == "latent")
+        parents = _latent_parents(graph, name)
         spec = LatentSpec(
             name=name,
             plates=plates,
@@ -175,6 +177,37 @@ def read_latents(model: Callable, graph: nx.DiGraph, batch: tuple) -> list[Laten
             spec.init = spec.transform.inv(value.detach()).clone()
         specs.append(spec)
     return specs
+
+
+def _latent_parents(graph: nx.DiGraph, name: str) -> tuple[str, ...]:
+    """The latents that ``name``'s distribution reads, looking through deterministic sites, in program
+    order."""
+    found, stack, seen = set(), list(graph.predecessors(name)), set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        kind = graph.nodes[node]["kind"]
+        if kind == "latent":
+            found.add(node)
+        elif kind == "deterministic":
+            stack.extend(graph.predecessors(node))
+    return tuple(n for n in graph if n in found)
+
+
+def _initial_value(site: dict) -> torch.Tensor:
+    """Where a global mean field starts: the prior median (Pyro's ``init_to_median``), each site's prior
+    read at its parents' medians.
+
+    One prior draw from a broad prior (``HalfCauchy``, ``Normal(0, 10)``) can start far out, where
+    mean-field SVI then creeps along poorly conditioned directions for thousands of steps. Discrete
+    sites, which get no mean field, keep a plain prior draw (their supports have no bijection to the
+    reals for the median's fallback).
+    """
+    if site["fn"].support.is_discrete:
+        return init_to_sample(site)
+    return init_to_median(site)
 
 
 def _subsampled(site: dict):

@@ -153,8 +153,8 @@ def check_guide(model: Callable, guide: Callable, graph: nx.DiGraph, batch: tupl
     with torch.no_grad(), torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
         with program_errors(guide, role="guide"):
             trace = poutine.trace(guide).get_trace(*batch)
-        with program_errors(model):
-            model_trace = poutine.trace(poutine.replay(model, trace=trace)).get_trace(*batch)
+        with program_errors(model):  # the model's own sites (not replayed: a bad guide value may break it)
+            model_trace = poutine.trace(model).get_trace(*batch)
     guide_latents = {
         name
         for name, site in trace.nodes.items()

@@ -215,7 +215,11 @@ def fit(
         "program": program_name(model),
     }
     if family == "latent":
-        settings["objective"] = repr(trainer.objective)
+        objective = trainer.objective  # plain data: pplgen's objectives by their settings, Pyro's by name
+        settings["objective"] = (
+            repr(objective) if isinstance(objective, Objective) else type(objective).__name__
+        )
+
         if isinstance(guide, AmortisedGuide):
             settings["guide"] = {"auto": guide.options, "user_encoder": guide.user_encoder is not None}
     loop = LoopSettings(
