@@ -504,3 +504,12 @@ def test_zoo_flows_reject_bad_data(digits):
     assert "integer levels 0 .. 1, got 640 values outside, e.g. 0.5" in _messages(info.value)
     with pytest.raises(DataError, match="num_levels >= 2"):
         RealNVPModel(4, num_levels=1)
+
+
+def test_evaluation_names_the_dequantised_bound_rather_than_calling_it_exact():
+    train = load("digits", "train")
+    module = MAFModel.from_dataset(train, hidden=[16], layers=1)
+    pyro.set_rng_seed(0)
+    values, found = pplgen.evaluate.estimate(module.model, train.x[:20])
+    assert found.estimator.startswith("dequantised: a stochastic lower bound")
+    assert found.mean == pytest.approx(values.mean().item())

@@ -167,12 +167,14 @@ def estimate(
     """:func:`log_likelihood` per point and an :class:`Estimate` of the mean (with the estimator named)."""
     values = log_likelihood(model, data, guide, **kwargs)
     program = model.model if isinstance(model, FitResult) else model
-    family = model.family if isinstance(model, FitResult) else None
-    if family is None:
-        with torch.no_grad():
-            family = inspect(program, *tuple(t[:2] for t in as_tensors(data))).graph["family"]
+    device = model.device if isinstance(model, FitResult) else resolve_device(kwargs.get("device", "auto"))
+    with torch.no_grad(), on_device(device):
+        graph = inspect(program, *tuple(t[:2].to(device) for t in as_tensors(data)))
+    described = describe_estimator(graph.graph["family"], **kwargs)
+    if described == "exact" and any(d == "Dequantized" for _, d in graph.nodes(data="dist")):
+        described = "dequantised: a stochastic lower bound on the discrete likelihood"
     stderr = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else math.nan
-    return values, Estimate(float(values.mean()), stderr, describe_estimator(family, **kwargs), len(values))
+    return values, Estimate(float(values.mean()), stderr, described, len(values))
 
 
 def describe_estimator(family: str, *, num_samples: int = 100, method: str = "is", ais=None, **_) -> str:
