@@ -233,3 +233,17 @@ def test_free_bits_and_warmup_change_training_not_the_reported_bound(ppca):
     assert [warm.beta(True)] + [warm.beta(False)] == [0.1, 1.0]
     warm.steps = 20
     assert warm.beta(True) == 1.0
+
+
+def test_iwae_training_reports_active_units(ppca):
+    result = pplgen.fit(
+        ppca["model"],
+        ppca["x"],
+        AmortisedGuide(ppca["model"], hidden=(16,)),
+        objective=IWAE(5),
+        epochs=2,
+        seed=0,
+    )
+    row = result.history[-1]
+    assert row["latent_units"] == K_LATENT and 0 <= row["active_units"] <= K_LATENT
+    assert result.settings["objective"] == "IWAE(num_samples=5, gradient='standard')"

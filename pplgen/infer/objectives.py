@@ -289,4 +289,9 @@ class IWAE(Objective):
             objective = bound.detach() + surrogate - surrogate.detach()
         else:
             objective = bound
-        return -objective.mean(), Terms(float(bound.detach().mean()))
+        terms = Terms(float(bound.detach().mean()))
+        for name, site in _sample_sites(guide_trace, observed=False):  # posterior means, for active units
+            loc = _loc(site["fn"])
+            if loc is not None and loc.dim() > 0 and loc.shape[0] == size:
+                terms.loc[name] = loc.detach().reshape(size // k, k, -1)[:, 0]
+        return -objective.mean(), terms
