@@ -143,11 +143,11 @@ def test_annealed_importance_sampling_converges_to_the_exact_marginal(ppca):
         ppca["model"], x, num_samples=4, method="ais", ais=AISSettings(steps=5, leapfrog_steps=2)
     )
     fine = pplgen.log_likelihood(
-        ppca["model"], x, num_samples=4, method="ais", ais=AISSettings(steps=200, leapfrog_steps=5)
+        ppca["model"], x, num_samples=16, method="ais", ais=AISSettings(steps=300, leapfrog_steps=5)
     )
     coarse_gap, fine_gap = (exact - coarse).mean().item(), (exact - fine).mean().item()
     assert fine_gap < coarse_gap
-    assert abs(fine_gap) < 0.05
+    assert -0.03 < fine_gap < 0.05  # a stochastic lower bound: noise below, a small gap above
 
 
 def test_estimate_reports_standard_error_and_estimator(ppca, trained):
