@@ -16,7 +16,7 @@ from pplgen.distributions import Implicit  # noqa: E402
 from pplgen.evaluate import bits_per_dim, log_likelihood, sample  # noqa: E402
 from pplgen.graph import classify, inspect  # noqa: E402
 from pplgen.guides import AmortisedGuide  # noqa: E402
-from pplgen.infer import ELBO, IWAE, FitResult, fit  # noqa: E402
+from pplgen.infer import ELBO, IWAE, AdversarialSettings, FitResult, fit  # noqa: E402
 from pplgen.render import draw, to_dot  # noqa: E402
 
 __version__ = "0.1.0"
@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ELBO",
     "IWAE",
+    "AdversarialSettings",
     "AmortisedGuide",
     "FitResult",
     "Implicit",

@@ -178,6 +178,12 @@ def _evaluate(args) -> int:
             "nats per data point, "
             f"{row['bits_per_dim']:.4f} bits/dim ({row['estimator']})"
         )
+    elif "fd" in row:
+        print(
+            f"{row['data']} {row['split']}: Fréchet distance {row['fd']:.2f}, "
+            f"precision {row['precision']:.3f}, recall {row['recall']:.3f} on {row['num_samples']} samples "
+            f"(features of a classifier with {row['classifier_accuracy']:.1%} test accuracy)"
+        )
     elif "modes" in row:
         print(
             f"{row['data']} {row['split']}: {row['modes']}/{row['of_modes']} modes covered, "

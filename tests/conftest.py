@@ -15,6 +15,15 @@ if "PPLGEN_DATA" not in os.environ and _SHARED_DATA.is_dir():
     os.environ["PPLGEN_DATA"] = str(_SHARED_DATA)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Cached artefacts (the feature classifier of the image metrics) go to a temporary directory, never
+    the user's ~/.cache."""
+    if "PPLGEN_CACHE" not in os.environ:
+        os.environ["PPLGEN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def fresh_pyro_state():
     pyro.clear_param_store()

@@ -1,6 +1,20 @@
 """Log-likelihood estimators, sampling and sample metrics."""
 
 from pplgen.evaluate.ais import AISSettings
+from pplgen.evaluate.features import (
+    FeatureClassifier,
+    frechet_distance,
+    image_metrics,
+    precision_recall,
+    train_feature_classifier,
+)
+from pplgen.evaluate.implicit_ais import (
+    GaussianObservation,
+    ScaleChoice,
+    choose_scale,
+    gaussian_observation,
+    implicit_log_likelihood,
+)
 from pplgen.evaluate.likelihood import Estimate, bits_per_dim, estimate, log_likelihood
 from pplgen.evaluate.modes import mode_metrics
 from pplgen.evaluate.report import summary
@@ -9,6 +23,16 @@ from pplgen.evaluate.sampling import sample
 __all__ = [
     "AISSettings",
     "Estimate",
+    "FeatureClassifier",
+    "GaussianObservation",
+    "ScaleChoice",
+    "choose_scale",
+    "frechet_distance",
+    "gaussian_observation",
+    "image_metrics",
+    "implicit_log_likelihood",
+    "precision_recall",
+    "train_feature_classifier",
     "bits_per_dim",
     "estimate",
     "log_likelihood",

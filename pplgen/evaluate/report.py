@@ -7,6 +7,7 @@ import math
 import torch
 
 from pplgen.evaluate.ais import AISSettings
+from pplgen.evaluate.features import image_metrics
 from pplgen.evaluate.likelihood import estimate
 from pplgen.evaluate.modes import mode_metrics
 from pplgen.evaluate.sampling import sample
@@ -46,6 +47,11 @@ def summary(
         generated = sample(result, num_generated)
         row.update(mode_metrics(generated, dataset.meta["modes"], dataset.meta["std"]))
         row["of_modes"] = int(torch.as_tensor(dataset.meta["modes"]).shape[0])
+    elif dataset.image_shape is not None and dataset.y is not None:
+        generated = sample(result, min(num_generated, 2000))
+        row.update(image_metrics(generated, dataset, num=min(num_generated, 2000)))
     else:
-        row["note"] = "no likelihood (implicit model); sample metrics exist for ring8 and grid25"
+        row["note"] = (
+            "no likelihood (implicit model); sample metrics exist for ring8, grid25 and labelled images"
+        )
     return row

@@ -3,6 +3,7 @@
 from pplgen.infer.adversarial import AdversarialTrainer
 from pplgen.infer.exact import ExactTrainer
 from pplgen.infer.fit import fit, resolve_device
+from pplgen.infer.gan_objectives import ADVERSARIAL_LOSSES, AdversarialSettings
 from pplgen.infer.objectives import ELBO, IWAE, Objective
 from pplgen.infer.result import FitResult
 from pplgen.infer.svi import SVITrainer
@@ -11,6 +12,8 @@ from pplgen.infer.trainer import Trainer
 __all__ = [
     "ELBO",
     "IWAE",
+    "ADVERSARIAL_LOSSES",
+    "AdversarialSettings",
     "AdversarialTrainer",
     "ExactTrainer",
     "Objective",

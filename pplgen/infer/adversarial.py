@@ -7,24 +7,36 @@ import math
 
 import pyro
 import torch
-import torch.nn.functional as F
 from pyro import poutine
 from torch import nn
 
 from pplgen.distributions import Implicit
 from pplgen.errors import ModelError
+from pplgen.infer.gan_objectives import (
+    AdversarialSettings,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    r1_penalty,
+)
 from pplgen.infer.trainer import Trainer
 from pplgen.nn import MLP
 
 __all__ = ["AdversarialTrainer", "default_discriminator"]
 
 
-def default_discriminator(event_shape: tuple[int, ...], hidden: int = 256) -> nn.Module:
-    """An MLP critic on the flattened event: ``D -> hidden -> hidden -> 1`` with leaky ReLUs."""
-    features = math.prod(event_shape) if event_shape else 1
-    return nn.Sequential(
-        nn.Flatten(), MLP([features, hidden, hidden, 1], activation=functools.partial(nn.LeakyReLU, 0.2))
-    )
+def default_discriminator(
+    event_shape: tuple[int, ...], hidden: int = 256, pack: int = 1, spectral_norm: bool = False
+) -> nn.Module:
+    """An MLP critic on the flattened event (``pack`` events side by side), ``pack*D -> hidden -> hidden
+    -> 1`` with leaky ReLUs, each linear layer spectrally normalised when asked (Miyato et al. 2018)."""
+    features = (math.prod(event_shape) if event_shape else 1) * pack
+    critic = MLP([features, hidden, hidden, 1], activation=functools.partial(nn.LeakyReLU, 0.2))
+    if spectral_norm:
+        for i, layer in enumerate(critic):
+            if isinstance(layer, nn.Linear):
+                critic[i] = nn.utils.parametrizations.spectral_norm(layer)
+    return nn.Sequential(nn.Flatten(), critic)
 
 
 def _implicit_fn(site) -> Implicit | None:
@@ -35,22 +47,39 @@ def _implicit_fn(site) -> Implicit | None:
 
 
 class AdversarialTrainer(Trainer):
-    r"""Train a generator program against a discriminator, the non-saturating GAN game.
+    r"""Train a generator program against a discriminator.
 
     Each step runs the program on a mini-batch: Pyro samples its latent sites, and the ``Implicit``
     site holds both the simulated value (``site["fn"].value``) and the data (``site["value"]``). The
-    discriminator :math:`D` minimises :math:`-\log\sigma(D(x)) - \log(1-\sigma(D(G(z))))`; the
-    program's parameters minimise :math:`-\log\sigma(D(G(z)))` plus the negative log-likelihood of
-    any other observed site.
+    discriminator D and the program's parameters then take turns on the game that
+    :class:`AdversarialSettings` names (non-saturating GAN by default; WGAN-GP; hinge), with optional R1
+    or gradient penalties, PacGAN packing, several critic steps per generator step and an exponential
+    moving average of the program's parameters. The program's parameters also minimise the negative
+    log-likelihood of any other observed site. A step whose loss or gradients are not finite is skipped
+    (nothing is updated) and counted in the history's ``skipped``; too many in a row stop training with a
+    :class:`ModelError`.
 
     References:
         Goodfellow et al. (2014), "Generative adversarial nets".
+        Gulrajani, Ahmed, Arjovsky, Dumoulin & Courville (2017), "Improved training of Wasserstein GANs".
+        Mescheder, Geiger & Nowozin (2018), "Which training methods for GANs do actually converge?" (R1).
+        Lin, Khetan, Fanti & Oh (2018), "PacGAN: the power of two samples in generative adversarial
+        networks".
+        Heusel et al. (2017), "GANs trained by a two time-scale update rule..." (separate learning rates).
+        Yazıcı et al. (2019), "The unusual effectiveness of averaging in GAN training" (EMA).
     """
 
     monitor = "val_d_loss"
     betas = (0.5, 0.999)  # the usual GAN setting (Radford et al. 2016)
 
-    def __init__(self, *args, discriminator: nn.Module | None = None, d_lr: float | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        discriminator: nn.Module | None = None,
+        d_lr: float | None = None,
+        settings: AdversarialSettings | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         implicit = [n for n, kind in self.graph.nodes(data="kind") if kind == "implicit"]
         if len(implicit) != 1:
@@ -58,21 +87,55 @@ class AdversarialTrainer(Trainer):
                 f"the adversarial trainer expects one Implicit site, found {len(implicit)}: {implicit}"
             )
         self.site = implicit[0]
+        self.settings = settings if settings is not None else AdversarialSettings()
+        if self.settings.loss == "wgan_gp":
+            self.betas = (0.0, 0.9)  # Adam's settings in Gulrajani et al. (2017)
         event_shape = tuple(self.graph.nodes[self.site]["event_shape"])
         self.discriminator = (
-            discriminator if discriminator is not None else default_discriminator(event_shape)
+            discriminator
+            if discriminator is not None
+            else default_discriminator(
+                event_shape, pack=self.settings.pack, spectral_norm=self.settings.spectral_norm
+            )
         )
         self.d_lr = d_lr if d_lr is not None else self.lr
         self.d_optimizer: torch.optim.Optimizer | None = None
+        self.average: dict[str, torch.Tensor] = {}
+        self.bad_steps = 0
 
     def setup(self, batch, num_data):
         self.discriminator.to(self.device)
         super().setup(batch, num_data)
         self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.d_lr, betas=self.betas)
+        with torch.no_grad(), torch.random.fork_rng(devices=self._rng_devices()):
+            real, _, _ = self.run(lambda: self.simulate(batch))
+            self._check_scores(real)
+        if self.settings.ema is not None:
+            self.average = {k: v.detach().clone() for k, v in self.params.items()}
+
+    def _check_scores(self, real: torch.Tensor) -> None:
+        expected = len(self.pack(real))
+        if self.critic(real).shape != (expected,):
+            packed = "packed " if self.settings.pack > 1 else ""
+            raw = tuple(self.discriminator(self.pack(real)).shape)
+            raise ModelError(
+                f"the discriminator should return one score per {packed}sample, shape ({expected},) or "
+                f"({expected}, 1); it returned shape {raw}"
+            )
 
     def train(self, mode: bool = True) -> None:
         super().train(mode)
         self.discriminator.train(mode)
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """``pack`` samples side by side: (B, D) -> (B // pack, pack * D), the remainder dropped."""
+        p = self.settings.pack
+        return x if p == 1 else x[: len(x) // p * p].reshape(len(x) // p, -1)
+
+    def critic(self, x: torch.Tensor) -> torch.Tensor:
+        """The discriminator's scores on (packed) flat samples, shape ``(B // pack,)``."""
+        scores = self.discriminator(self.pack(x))
+        return scores.squeeze(-1) if scores.dim() == 2 and scores.shape[1] == 1 else scores
 
     def simulate(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the program once: (real, fake, negative log-likelihood of the other observed sites)."""
@@ -89,36 +152,78 @@ class AdversarialTrainer(Trainer):
 
     def loss(self, batch, num_data):
         real, fake, others = self.simulate(batch)
-        return F.softplus(-self.discriminator(fake)).mean() + others
+        return generator_loss(self.settings.loss, self.critic(fake)) + others
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        s = self.settings
+        loss = discriminator_loss(s.loss, self.critic(real), self.critic(fake.detach()))
+        if s.gradient_penalty:
+            loss = loss + s.gradient_penalty * gradient_penalty(self.critic, real, fake)
+        if s.r1:
+            loss = loss + s.r1 * r1_penalty(self.critic, real)
+        return loss
+
+    def _update(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> bool:
+        """Take the step unless the loss or a gradient is not finite; returns whether it was taken."""
+        optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            return False
+        loss.backward()
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not all(bool(torch.isfinite(g).all()) for g in grads):
+            optimizer.zero_grad(set_to_none=True)
+            return False
+        optimizer.step()
+        return True
 
     def step(self, batch, num_data):
-        real, fake, others = self.run(lambda: self.simulate(batch))
-        d_loss = (
-            F.softplus(-self.discriminator(real)).mean()
-            + F.softplus(self.discriminator(fake.detach())).mean()
-        )
-        self.d_optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.d_optimizer.step()
+        taken = True
+        for _ in range(self.settings.d_steps):
+            real, fake, others = self.run(lambda: self.simulate(batch))
+            d_loss = self.d_loss(real, fake)
+            taken &= self._update(d_loss, self.d_optimizer)
+        g_loss = generator_loss(self.settings.loss, self.critic(fake)) + others
+        taken &= self._update(g_loss, self.optimizer)
+        self._count(taken)
+        if taken and self.average:
+            with torch.no_grad():
+                for key, value in self.params.items():
+                    self.average[key].lerp_(value.detach(), 1.0 - self.settings.ema)
+        return {
+            "d_loss": float(d_loss.detach()),
+            "g_loss": float(g_loss.detach()),
+            "skipped": float(not taken),
+        }
 
-        g_loss = F.softplus(-self.discriminator(fake)).mean() + others
-        self.optimizer.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizer.step()
-        return {"d_loss": float(d_loss.detach()), "g_loss": float(g_loss.detach())}
+    def _count(self, taken: bool) -> None:
+        self.bad_steps = 0 if taken else self.bad_steps + 1
+        if self.bad_steps >= self.settings.max_bad_steps:
+            raise ModelError(
+                f"adversarial training diverged: {self.bad_steps} steps in a row had a non-finite loss or "
+                "gradient and were skipped; lower the learning rates, or use loss='wgan_gp' or an r1 penalty"
+            )
+
+    def finish(self) -> None:
+        """End with the averaged parameters, when an average is kept."""
+        if self.average:
+            with torch.no_grad():
+                for key, value in self.params.items():
+                    value.copy_(self.average[key])
 
     @torch.no_grad()
     def evaluate(self, batch, num_data):
         with pyro.validation_enabled(False):
             real, fake, _ = self.run(lambda: self.simulate(batch))
-        d_loss = F.softplus(-self.discriminator(real)).mean() + F.softplus(self.discriminator(fake)).mean()
-        return {"val_d_loss": float(d_loss)}
+        return {
+            "val_d_loss": float(discriminator_loss(self.settings.loss, self.critic(real), self.critic(fake)))
+        }
 
     def state_dict(self):
         return {
             **super().state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "d_optimizer": self.d_optimizer.state_dict(),
+            "average": {k: v.clone() for k, v in self.average.items()},
         }
 
     def load_state_dict(self, state, *, optimizer=True):
@@ -126,3 +231,6 @@ class AdversarialTrainer(Trainer):
         self.discriminator.load_state_dict(state["discriminator"])
         if optimizer:
             self.d_optimizer.load_state_dict(state["d_optimizer"])
+        for key, value in state.get("average", {}).items():
+            if key in self.average:
+                self.average[key].copy_(value)

@@ -13,6 +13,17 @@ import torch
 
 from pplgen.errors import CheckpointError
 
+# what torch.load raises for a truncated, corrupted or foreign file (IndexError: a truncated zip record)
+UNREADABLE = (
+    RuntimeError,
+    pickle.UnpicklingError,
+    EOFError,
+    zipfile.BadZipFile,
+    ValueError,
+    OSError,
+    IndexError,
+)
+
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
 FORMAT = "pplgen-checkpoint"
@@ -48,7 +59,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (
+        RuntimeError,
+        pickle.UnpicklingError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        IndexError,
+    ) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"checkpoint {path} is corrupted, truncated or unsafe to load ({first})"

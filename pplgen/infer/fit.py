@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from pplgen.guides import AmortisedGuide
 from pplgen.infer.adversarial import AdversarialTrainer
 from pplgen.infer.checks import as_tensors, check_guide, check_observations
 from pplgen.infer.exact import ExactTrainer
+from pplgen.infer.gan_objectives import AdversarialSettings
 from pplgen.infer.loop import LoopSettings, train
 from pplgen.infer.objectives import Objective
 from pplgen.infer.result import FitResult
@@ -74,6 +76,7 @@ def make_trainer(
     lr: float = 1e-3,
     d_lr: float | None = None,
     guide_options: dict | None = None,
+    adversarial: AdversarialSettings | None = None,
 ) -> Trainer:
     """Inspect the program on ``batch``, check the guide against it, and build its family's trainer.
 
@@ -95,7 +98,9 @@ def make_trainer(
             "so a guide has nothing to infer: drop guide="
         )
     if family == "implicit":
-        return AdversarialTrainer(model, guide, graph, device, lr=lr, discriminator=discriminator, d_lr=d_lr)
+        return AdversarialTrainer(
+            model, guide, graph, device, lr=lr, discriminator=discriminator, d_lr=d_lr, settings=adversarial
+        )
     return ExactTrainer(model, None, graph, device, lr=lr)
 
 
@@ -132,6 +137,7 @@ def fit(
     checkpoint_every: int = 1,
     discriminator: nn.Module | None = None,
     objective: Objective | PyroELBO | None = None,
+    adversarial: AdversarialSettings | None = None,
     progress: bool | None = None,
     callbacks: Sequence[Callable[[dict], object]] = (),
 ) -> FitResult:
@@ -164,6 +170,8 @@ def fit(
         objective: the latent family's objective: :class:`pplgen.infer.ELBO` (the default: analytic
             KL, optional warm-up and free bits), :class:`pplgen.infer.IWAE`, or any Pyro ELBO; models
             that enumerate discrete latents default to Pyro's ``TraceEnum_ELBO``.
+        adversarial: the implicit family's game and regularisers (:class:`AdversarialSettings`: loss,
+            penalties, packing, critic steps, parameter averaging); non-saturating GAN by default.
         progress: show a progress bar; None shows it only on a terminal.
         callbacks: called with each epoch's history row; one returning True stops training.
 
@@ -197,6 +205,7 @@ def fit(
         objective=objective,
         lr=lr,
         d_lr=d_lr,
+        adversarial=adversarial,
     )
     guide = trainer.guide
     trainer.setup(first, len(train_data[0]))
@@ -214,6 +223,8 @@ def fit(
         "num_valid": 0 if valid_data is None else len(valid_data[0]),
         "program": program_name(model),
     }
+    if family == "implicit":
+        settings["adversarial"] = dataclasses.asdict(trainer.settings)
     if family == "latent":
         objective = trainer.objective  # plain data: pplgen's objectives by their settings, Pyro's by name
         settings["objective"] = (

@@ -144,4 +144,5 @@ def train(
     if settings.patience is not None and best is not None:
         trainer.params.load_state_dict(copy.deepcopy(best[2]))
         history[-1]["restored_epoch"] = best[1]
+    trainer.finish()
     return history

@@ -142,6 +142,9 @@ class Trainer:
             self.train(True)
         return mean_metrics(rows)
 
+    def finish(self) -> None:
+        """Called once when training ends (after any restore of the best epoch)."""
+
     # -- state --------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"params": self.params.state_dict(), "optimizer": self.optimizer.state_dict()}
