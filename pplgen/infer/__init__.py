@@ -1,6 +1,7 @@
 """Training: ``fit`` and the three trainers on one shared loop."""
 
-from pplgen.infer.adversarial import AdversarialTrainer
+from pplgen.infer.adversarial import AdversarialTrainer, ALITrainer, CriticTrainer
+from pplgen.infer.avb import AdversarialELBO, AVBTrainer
 from pplgen.infer.exact import ExactTrainer
 from pplgen.infer.fit import fit, resolve_device
 from pplgen.infer.gan_objectives import ADVERSARIAL_LOSSES, AdversarialSettings
@@ -15,6 +16,10 @@ __all__ = [
     "ADVERSARIAL_LOSSES",
     "AdversarialSettings",
     "AdversarialTrainer",
+    "AdversarialELBO",
+    "ALITrainer",
+    "AVBTrainer",
+    "CriticTrainer",
     "ExactTrainer",
     "Objective",
     "FitResult",

@@ -16,7 +16,8 @@ from torch import nn
 from pplgen.errors import GuideError, ModelError, UnknownNameError, program_name
 from pplgen.graph import inspect
 from pplgen.guides import AmortisedGuide
-from pplgen.infer.adversarial import AdversarialTrainer
+from pplgen.infer.adversarial import AdversarialTrainer, ALITrainer
+from pplgen.infer.avb import AVBTrainer, implicit_sites
 from pplgen.infer.checks import as_tensors, check_guide, check_observations
 from pplgen.infer.exact import ExactTrainer
 from pplgen.infer.gan_objectives import AdversarialSettings
@@ -81,7 +82,9 @@ def make_trainer(
     """Inspect the program on ``batch``, check the guide against it, and build its family's trainer.
 
     A latent model given no guide gets an :class:`AmortisedGuide` (with ``guide_options``), built on
-    ``batch``; the trainer's ``guide`` is then that guide.
+    ``batch``; the trainer's ``guide`` is then that guide. A latent model whose guide samples a latent
+    through ``pplgen.Implicit`` (no log q) trains with :class:`AVBTrainer`; an implicit model with a guide
+    trains with :class:`ALITrainer`.
     """
     graph = inspect(model, *batch)
     family = _check_family(graph, family)
@@ -91,6 +94,17 @@ def make_trainer(
         if isinstance(guide, AmortisedGuide):
             guide.build(*batch)
         check_guide(model, guide, graph, batch)
+        if implicit_sites(guide, batch):
+            return AVBTrainer(
+                model,
+                guide,
+                graph,
+                device,
+                lr=lr,
+                discriminator=discriminator,
+                d_lr=d_lr,
+                objective=objective,
+            )
         return SVITrainer(model, guide, graph, device, lr=lr, objective=objective)
     if guide is not None and family == "exact":
         raise GuideError(
@@ -98,7 +112,10 @@ def make_trainer(
             "so a guide has nothing to infer: drop guide="
         )
     if family == "implicit":
-        return AdversarialTrainer(
+        if guide is not None:
+            check_guide(model, guide, graph, batch)
+        trainer = ALITrainer if guide is not None else AdversarialTrainer
+        return trainer(
             model, guide, graph, device, lr=lr, discriminator=discriminator, d_lr=d_lr, settings=adversarial
         )
     return ExactTrainer(model, None, graph, device, lr=lr)

@@ -7,6 +7,8 @@ import inspect
 from pyro.nn import PyroModule
 
 from pplgen.errors import UnknownNameError
+from pplgen.models.ali import ALI
+from pplgen.models.avb import AVB
 from pplgen.models.cvae import CVAE
 from pplgen.models.dmm import DMM
 from pplgen.models.draw import DRAW
@@ -23,6 +25,8 @@ from pplgen.models.vqvae import VQVAE
 from pplgen.models.wavenet import WaveNetModel
 
 __all__ = [
+    "ALI",
+    "AVB",
     "CVAE",
     "CharLSTM",
     "CharTransformer",
@@ -63,6 +67,8 @@ ZOO: dict[str, type[PyroModule]] = {
     "realnvp": RealNVPModel,
     "maf": MAFModel,
     "gan": GAN,
+    "ali": ALI,
+    "avb": AVB,
 }
 
 
