@@ -16,6 +16,7 @@ from pplgen import data as datasets
 from pplgen.errors import DataError, PplgenError
 from pplgen.evaluate.ais import AISSettings
 from pplgen.guides import POSTERIORS, AmortisedGuide
+from pplgen.infer.gan_objectives import ADVERSARIAL_LOSSES, AdversarialSettings
 from pplgen.infer.objectives import ELBO, GRADIENTS, IWAE, Objective
 from pplgen.models import ZOO
 
@@ -91,6 +92,8 @@ def _fit(args) -> int:
         dataset.tensors(program.takes_labels),
         guide,
         objective=_objective(args),
+        adversarial=_adversarial(args),
+        d_lr=args.d_lr,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -122,6 +125,22 @@ def _objective(args) -> Objective | None:
     if args.warmup or args.free_bits:
         return ELBO(warmup=args.warmup, free_bits=args.free_bits)
     return None
+
+
+def _adversarial(args) -> AdversarialSettings | None:
+    """The implicit family's game and regularisers named on the command line (None: the defaults)."""
+    named = {
+        "loss": args.gan_loss,
+        "pack": args.pack,
+        "ema": args.ema,
+        "r1": args.r1,
+        "d_steps": args.d_steps,
+    }
+    return (
+        AdversarialSettings(**{k: v for k, v in named.items() if v is not None})
+        if any(v is not None for v in named.values())
+        else None
+    )
 
 
 def _sample(args) -> int:
@@ -250,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--posterior", choices=POSTERIORS, default="normal", help="the built guide's posterior")
     g.add_argument("--flows", type=int, default=0, help="IAF steps on top of the built guide's Normal")
+    g = p.add_argument_group("implicit models")
+    g.add_argument("--gan-loss", choices=ADVERSARIAL_LOSSES, help="the adversarial game (non_saturating)")
+    g.add_argument("--pack", type=int, help="PacGAN: samples the discriminator judges together")
+    g.add_argument("--ema", type=float, help="decay of the averaged generator parameters, e.g. 0.999")
+    g.add_argument("--r1", type=float, help="R1 penalty weight on real data")
+    g.add_argument("--d-steps", type=int, help="discriminator steps per generator step")
+    g.add_argument("--d-lr", type=float, help="the discriminator's learning rate (default: --lr)")
     p.set_defaults(run=_fit)
 
     p = sub.add_parser("sample", help="draw samples from a fitted run, in the data's own form")

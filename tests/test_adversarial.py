@@ -206,3 +206,38 @@ def test_evaluate_reports_image_metrics_for_an_implicit_model_on_labelled_images
     row = pplgen.evaluate.summary(result, dataset)
     assert {"fd", "precision", "recall", "classifier_accuracy"} <= set(row)
     assert row["fd"] > 0 and 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1
+
+
+def test_cli_gan_options_survive_saving_and_loading(tmp_path):
+    """A packed critic is wider; the run's saved settings rebuild it when the run is loaded."""
+    from pplgen.cli import main
+    from pplgen.runs import load_run
+
+    run = tmp_path / "gan"
+    args = [
+        "fit",
+        "gan",
+        "--data",
+        "ring8",
+        "--epochs",
+        "1",
+        "--pack",
+        "2",
+        "--ema",
+        "0.99",
+        "--out",
+        str(run),
+    ]
+    assert main(args) == 0
+    result, _, _ = load_run(run, split="test")
+    assert result.settings["adversarial"]["pack"] == 2
+    assert result.trainer.discriminator(torch.zeros(3, 4)).shape == (3, 1)  # two 2-D samples per score
+
+
+def test_an_implicit_guide_falls_back_to_the_prior_as_proposal():
+    train = pplgen.data.load("digits", "train")
+    module = pplgen.models.build("avb", train, hidden=32, z_dim=4)
+    result = pplgen.fit(module.model, train.x[:200], module.guide, epochs=1, seed=0)
+    values, found = pplgen.evaluate.estimate(result, train.x[:20], num_samples=10)
+    assert torch.isfinite(values).all()
+    assert found.estimator.endswith("with the prior as proposal (the guide is implicit: it has no log q)")

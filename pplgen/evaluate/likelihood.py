@@ -13,6 +13,7 @@ from pyro import poutine
 from pplgen.errors import ImplicitLikelihoodError, ModelError, program_errors
 from pplgen.evaluate.ais import AISSettings, annealed_log_weights
 from pplgen.graph import inspect
+from pplgen.infer.avb import implicit_sites
 from pplgen.infer.checks import as_tensors, chunks
 from pplgen.infer.fit import resolve_device
 from pplgen.infer.params import evaluation_mode, on_device
@@ -97,6 +98,8 @@ def log_likelihood(
         raise ModelError(
             "the program has no plate over the data points, so log p(x) cannot be split per point"
         )
+    if family == "latent" and guide is not None and _implicit_guide(guide, tensors, device):
+        guide = None  # an implicit guide (AVB) has no log q: the prior is the proposal instead
     samples = 1 if family == "exact" else num_samples
     if method == "ais" and family == "latent":
         settings = ais or AISSettings()
@@ -114,6 +117,11 @@ def log_likelihood(
                     estimate(model, guide, family, batch, data_plates, samples, max_rows, settings)
                 )
     return torch.cat(results).cpu()
+
+
+def _implicit_guide(guide: Callable, tensors: tuple, device) -> bool:
+    with on_device(device):
+        return bool(implicit_sites(guide, tuple(t[:2] for t in tensors)))
 
 
 def _importance_sampled(
@@ -171,6 +179,10 @@ def estimate(
     with torch.no_grad(), on_device(device):
         graph = inspect(program, *tuple(t[:2].to(device) for t in as_tensors(data)))
     described = describe_estimator(graph.graph["family"], **kwargs)
+    guide = model.guide if isinstance(model, FitResult) and guide is None else guide
+    if graph.graph["family"] == "latent" and guide is not None and kwargs.get("method", "is") == "is":
+        if _implicit_guide(guide, as_tensors(data), device):
+            described += " with the prior as proposal (the guide is implicit: it has no log q)"
     if described == "exact" and any(d == "Dequantized" for _, d in graph.nodes(data="dist")):
         described = "dequantised: a stochastic lower bound on the discrete likelihood"
     stderr = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else math.nan

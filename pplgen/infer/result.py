@@ -13,6 +13,7 @@ from torch import nn
 
 from pplgen.errors import CheckpointError
 from pplgen.infer.checkpoint import load_checkpoint, save_checkpoint
+from pplgen.infer.gan_objectives import AdversarialSettings
 from pplgen.infer.trainer import Trainer
 
 __all__ = ["FitResult", "template_batch"]
@@ -92,9 +93,11 @@ class FitResult:
                 "this fit used an AmortisedGuide with your own encoder: pass guide=AmortisedGuide(model, "
                 "encoder=...) built the same way"
             )
+        adversarial = state["settings"].get("adversarial")  # the default critic's width depends on packing
         trainer = make_trainer(
             state["family"], model, guide, batch, device, discriminator=discriminator, lr=1e-3,
             guide_options=auto.get("auto"),
+            adversarial=AdversarialSettings(**adversarial) if adversarial else None,
         )  # fmt: skip
         trainer.setup(batch, num_data=2)
         trainer.load_state_dict(state["trainer"], optimizer=False)
