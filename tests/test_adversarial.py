@@ -241,3 +241,8 @@ def test_an_implicit_guide_falls_back_to_the_prior_as_proposal():
     values, found = pplgen.evaluate.estimate(result, train.x[:20], num_samples=10)
     assert torch.isfinite(values).all()
     assert found.estimator.endswith("with the prior as proposal (the guide is implicit: it has no log q)")
+
+
+def test_an_elbo_asked_of_an_implicit_model_explains_why_not():
+    with pytest.raises(ModelError, match="no likelihood exists for ELBO to bound: it trains adversarially"):
+        pplgen.fit(Affine().model, gaussian_data(40), objective=pplgen.ELBO(), epochs=1)

@@ -112,6 +112,12 @@ def make_trainer(
             "so a guide has nothing to infer: drop guide="
         )
     if family == "implicit":
+        if objective is not None:
+            raise ModelError(
+                f"the program is implicit ({graph.graph['reason']}), so no likelihood exists for "
+                f"{type(objective).__name__} to bound: it trains adversarially (adversarial="
+                "AdversarialSettings(...)); give the observed site a likelihood to train it with an ELBO"
+            )
         if guide is not None:
             check_guide(model, guide, graph, batch)
         trainer = ALITrainer if guide is not None else AdversarialTrainer
