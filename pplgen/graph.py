@@ -35,7 +35,7 @@ from torch.utils._pytree import tree_leaves
 from pplgen.distributions.implicit import Implicit
 from pplgen.errors import ModelError, program_errors, program_name
 
-__all__ = ["FAMILIES", "KINDS", "NODE_ATTRIBUTES", "classify", "explain_family", "inspect"]
+__all__ = ["FAMILIES", "KINDS", "NODE_ATTRIBUTES", "classify", "explain_family", "inspect", "isolated"]
 
 KINDS = ("latent", "observed", "implicit", "deterministic", "param")
 FAMILIES = ("exact", "latent", "implicit")
@@ -192,15 +192,16 @@ def _sites(graph: nx.DiGraph, names: list[str]) -> str:
 def _trace(model: Callable, args: tuple, kwargs: dict) -> tuple[poutine.Trace, dict[str, frozenset]]:
     """Run the program once under provenance tracking, with no side effects."""
     tracker = _TrackParents()
-    with _isolated(), program_errors(model):
+    with isolated(), program_errors(model):
         with tracker, _ParamReads(tracker.param_tensors):
             trace = poutine.trace(model).get_trace(*args, **kwargs)
     return trace, tracker.parents
 
 
 @contextlib.contextmanager
-def _isolated() -> Iterator[None]:
-    """Fork every random number generator, turn gradients off, drop new parameter-store entries."""
+def isolated() -> Iterator[None]:
+    """Run a program with no side effects: every random number generator forked, gradients off, new
+    parameter-store entries dropped afterwards."""
     store = pyro.get_param_store()
     before = set(store.keys())
     rng = pyro.util.get_rng_state()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from inspect import signature
 
 import pyro
 import torch
@@ -79,6 +80,13 @@ def log_likelihood(
         Wu, Burda, Salakhutdinov & Grosse (2017), "On the quantitative analysis of decoder-based
         generative models" (AIS).
     """
+    return _log_likelihood(model, data, guide, num_samples, method, ais, max_rows, device)[0]
+
+
+def _log_likelihood(
+    model, data, guide, num_samples, method, ais, max_rows, device
+) -> tuple[torch.Tensor, str]:
+    """The per-point values of :func:`log_likelihood` and the estimator that gave them, in words."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
     if num_samples < 1:
@@ -98,8 +106,13 @@ def log_likelihood(
         raise ModelError(
             "the program has no plate over the data points, so log p(x) cannot be split per point"
         )
+    described = describe_estimator(family, num_samples=num_samples, method=method, ais=ais)
     if family == "latent" and guide is not None and _implicit_guide(guide, tensors, device):
         guide = None  # an implicit guide (AVB) has no log q: the prior is the proposal instead
+        if method == "is":
+            described += " with the prior as proposal (the guide is implicit: it has no log q)"
+    if family == "exact" and any(d == "Dequantized" for _, d in graph.nodes(data="dist")):
+        described = "dequantised: a stochastic lower bound on the discrete likelihood"
     samples = 1 if family == "exact" else num_samples
     if method == "ais" and family == "latent":
         settings = ais or AISSettings()
@@ -116,7 +129,7 @@ def log_likelihood(
                 results.append(
                     estimate(model, guide, family, batch, data_plates, samples, max_rows, settings)
                 )
-    return torch.cat(results).cpu()
+    return torch.cat(results).cpu(), described
 
 
 def _implicit_guide(guide: Callable, tensors: tuple, device) -> bool:
@@ -173,18 +186,12 @@ def estimate(
     model: Callable | FitResult, data, guide: Callable | None = None, **kwargs
 ) -> tuple[torch.Tensor, Estimate]:
     """:func:`log_likelihood` per point and an :class:`Estimate` of the mean (with the estimator named)."""
-    values = log_likelihood(model, data, guide, **kwargs)
-    program = model.model if isinstance(model, FitResult) else model
-    device = model.device if isinstance(model, FitResult) else resolve_device(kwargs.get("device", "auto"))
-    with torch.no_grad(), on_device(device):
-        graph = inspect(program, *tuple(t[:2].to(device) for t in as_tensors(data)))
-    described = describe_estimator(graph.graph["family"], **kwargs)
-    guide = model.guide if isinstance(model, FitResult) and guide is None else guide
-    if graph.graph["family"] == "latent" and guide is not None and kwargs.get("method", "is") == "is":
-        if _implicit_guide(guide, as_tensors(data), device):
-            described += " with the prior as proposal (the guide is implicit: it has no log q)"
-    if described == "exact" and any(d == "Dequantized" for _, d in graph.nodes(data="dist")):
-        described = "dequantised: a stochastic lower bound on the discrete likelihood"
+    defaults = {  # log_likelihood's own keyword defaults: one place says them
+        name: p.default
+        for name, p in signature(log_likelihood).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    }
+    values, described = _log_likelihood(model, data, guide, **{**defaults, **kwargs})
     stderr = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else math.nan
     return values, Estimate(float(values.mean()), stderr, described, len(values))
 

@@ -30,9 +30,9 @@ def enumerable(spec: LatentSpec) -> bool:
     return spec.discrete and spec.local and choice
 
 
-def _flat(value: torch.Tensor, spec_upper: float | None = None) -> torch.Tensor:
-    value = value.reshape(value.shape[0], -1).float()
-    return value / spec_upper if spec_upper else value
+def _flat(value: torch.Tensor) -> torch.Tensor:
+    """One row of floats per data point."""
+    return value.reshape(value.shape[0], -1).float()
 
 
 class AmortisedGuide(nn.Module):

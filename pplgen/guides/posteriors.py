@@ -27,10 +27,9 @@ POSTERIORS = ("normal", "full_rank")
 _MIN_SCALE = 1e-5  # keeps a collapsing scale away from zero, where log q would be infinite
 
 
-def _place(spec: LatentSpec, per_point: torch.Tensor, extra: int = 0) -> torch.Tensor:
-    """Move the data axis from 0 to where the site's value keeps it (``extra`` trailing parameter dims)."""
-    axis = spec.axis
-    return per_point if axis == 0 else per_point.movedim(0, axis)
+def _place(spec: LatentSpec, per_point: torch.Tensor) -> torch.Tensor:
+    """Move the data axis from 0 to where the site's value keeps it."""
+    return per_point if spec.axis == 0 else per_point.movedim(0, spec.axis)
 
 
 def _constrain(spec: LatentSpec, base: dist.Distribution) -> dist.Distribution:
@@ -177,9 +176,7 @@ class DiscreteHead(nn.Module):
         if self.kind == "bernoulli":
             logits = _place(self.spec, self.linear(h).reshape(n, *self.shape))
             return dist.Bernoulli(logits=logits).to_event(len(self.spec.event_shape))
-        logits = self.linear(h).reshape(n, *self.shape, self.levels)
-        if self.spec.axis:
-            logits = logits.movedim(0, self.spec.axis)
+        logits = _place(self.spec, self.linear(h).reshape(n, *self.shape, self.levels))
         if self.kind == "one_hot":
             return dist.OneHotCategorical(logits=logits).to_event(len(self.spec.event_shape) - 1)
         return dist.Categorical(logits=logits).to_event(len(self.spec.event_shape))

@@ -14,8 +14,7 @@ References:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import networkx as nx
@@ -29,6 +28,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 
 from pplgen.errors import GuideError, ModelError, program_errors, program_name
+from pplgen.graph import isolated
 
 __all__ = ["LatentSpec", "PlateSpec", "observed_values", "read_latents"]
 
@@ -94,19 +94,6 @@ class LatentSpec:
         return self.point_shape[: len(self.point_shape) - rank] if rank else self.point_shape
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """No gradients, a forked RNG and Pyro's parameter store left as it was."""
-    store = pyro.get_param_store()
-    before = set(store.keys())
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
-            yield
-    finally:
-        for name in set(store.keys()) - before:
-            del store[name]
-
-
 def _plates(site: dict, data_plates: tuple[str, ...]) -> tuple[PlateSpec, ...]:
     frames = [f for f in site["cond_indep_stack"] if f.vectorized]
     frames.sort(key=lambda f: f.dim)  # outermost (most negative dim) first
@@ -133,7 +120,7 @@ def _data_axis(site: dict, plates: tuple[PlateSpec, ...]) -> int | None:
 def read_latents(model: Callable, graph: nx.DiGraph, batch: tuple) -> list[LatentSpec]:
     """The latent sites of ``model`` (in program order) as :class:`LatentSpec`\\ s, traced on ``batch``."""
     data_plates = tuple(graph.graph.get("data_plates", ()))
-    with _quiet(), program_errors(model):
+    with isolated(), pyro.validation_enabled(False), program_errors(model):
         trace = poutine.trace(InitMessenger(_initial_value)(model)).get_trace(*batch)
     specs = []
     for name, site in trace.nodes.items():

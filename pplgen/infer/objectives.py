@@ -277,10 +277,9 @@ class IWAE(Objective):
         bound = torch.logsumexp(log_w, dim=1) - math.log(k)
         if self.gradient == "dreg":
             weights = torch.softmax(log_w.detach(), dim=1)
+            # log p(x, z) at the detached z: its gradient reaches the model's parameters only
             conditioned = poutine.trace(poutine.condition(model, data=latents)).get_trace(*rows)
-            log_p_fixed = per_point(conditioned, data_plates, size).reshape(
-                -1, k
-            )  # gradient to the model only
+            log_p_fixed = per_point(conditioned, data_plates, size).reshape(-1, k)
             surrogate = (
                 (weights * log_p_fixed).sum(1)
                 + (weights**2 * log_w).sum(1)
