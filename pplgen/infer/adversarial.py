@@ -256,8 +256,10 @@ class AdversarialTrainer(CriticTrainer):
 
     def step(self, batch, num_data):
         taken = True
-        for _ in range(self.settings.d_steps):
-            real, fake, others = self.run(lambda: self.simulate(batch))
+        for i in range(self.settings.d_steps):
+            # only the last draw feeds the generator's step: the earlier ones need no graph through it
+            with torch.set_grad_enabled(i == self.settings.d_steps - 1):
+                real, fake, others = self.run(lambda: self.simulate(batch))
             d_loss = self.d_loss(real, fake)
             taken &= self._update(d_loss, self.d_optimizer)
         g_loss = self.g_loss(real, fake) + others
