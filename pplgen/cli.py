@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_evaluate)
 
-    p = sub.add_parser("demo", help="fit one model of each family on embedded data (about a minute on 2 cores)")
+    p = sub.add_parser("demo", help="fit one model of each family on embedded data (about a minute)")
     p.add_argument("--out", default="pplgen-demo")
     p.add_argument(
         "--scale", type=float, default=1.0, help="multiply every epoch count (0.1 for a smoke run)"
