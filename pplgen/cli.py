@@ -6,6 +6,7 @@ Every error about the user's input is one line on stderr and exit status 2, neve
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -92,7 +93,7 @@ def _fit(args) -> int:
         dataset.tensors(program.takes_labels),
         guide,
         objective=_objective(args),
-        adversarial=_adversarial(args),
+        adversarial=_adversarial(args, program.adversarial),
         d_lr=args.d_lr,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -127,20 +128,16 @@ def _objective(args) -> Objective | None:
     return None
 
 
-def _adversarial(args) -> AdversarialSettings | None:
-    """The implicit family's game and regularisers named on the command line (None: the defaults)."""
-    named = {
-        "loss": args.gan_loss,
-        "pack": args.pack,
-        "ema": args.ema,
-        "r1": args.r1,
-        "d_steps": args.d_steps,
-    }
-    return (
-        AdversarialSettings(**{k: v for k, v in named.items() if v is not None})
-        if any(v is not None for v in named.values())
-        else None
-    )
+def _adversarial(args, base: AdversarialSettings | None) -> AdversarialSettings | None:
+    """The implicit family's game and regularisers: ``base`` (a zoo model's own, or None for fit's
+    defaults) with the settings named on the command line in place of its own."""
+    given = {"loss": args.gan_loss, "pack": args.pack, "ema": args.ema, "r1": args.r1}
+    named = {k: v for k, v in {**given, "d_steps": args.d_steps}.items() if v is not None}
+    if "loss" in named:
+        named["gradient_penalty"] = None  # the penalty goes with the game: λ = 10 for WGAN-GP, else none
+    if not named:
+        return base
+    return dataclasses.replace(base, **named) if base is not None else AdversarialSettings(**named)
 
 
 def _sample(args) -> int:

@@ -26,6 +26,7 @@ import torch  # noqa: E402
 from pplgen import data as datasets  # noqa: E402
 from pplgen import models, plot  # noqa: E402
 from pplgen.errors import DataError, DataFileError, ModelError, UnknownNameError  # noqa: E402
+from pplgen.infer.gan_objectives import AdversarialSettings  # noqa: E402
 from pplgen.infer.result import FitResult  # noqa: E402
 from pplgen.render import draw  # noqa: E402
 
@@ -40,6 +41,7 @@ class Program:
     guide: Callable | None
     spec: dict
     takes_labels: bool = False  # the program is called as model(x, y) with the data's labels
+    adversarial: AdversarialSettings | None = None  # a zoo model's own training game (implicit family)
 
 
 def _load_file(path: Path, names: list[str]) -> list[Callable]:
@@ -85,7 +87,8 @@ def resolve_program(spec: str | dict, dataset, config: dict | None = None, label
         module = models.build(spec["zoo"], dataset, **spec.get("config", {}))
         spec = {"zoo": spec["zoo"], "config": module.config}
         takes_labels = bool(getattr(module, "takes_labels", False))
-        return Program(module.model, getattr(module, "guide", None), spec, takes_labels)
+        guide, adversarial = getattr(module, "guide", None), getattr(module, "adversarial", None)
+        return Program(module.model, guide, spec, takes_labels, adversarial)
     names = spec["names"]
     if not 1 <= len(names) <= 2:
         raise UnknownNameError(f"expected path.py:model or path.py:model,guide, got names {names}")

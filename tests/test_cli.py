@@ -143,7 +143,7 @@ def test_console_script_exit_status():
         text=True,
     )
     assert proc.returncode == 2
-    assert proc.stderr.startswith("pplgen fit: error: unknown model 'nope': the zoo has ali, avb, charlm, ")
+    assert proc.stderr.startswith("pplgen fit: error: unknown model 'nope': the zoo has ali, avb, cgan, ")
     assert proc.stderr.count("\n") == 1  # one line, no traceback
 
 

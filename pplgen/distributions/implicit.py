@@ -26,20 +26,30 @@ class Implicit(TorchDistribution):
     one (``site["value"]``). Sampling the site returns the simulated value, with gradients to the
     generator. ``log_prob`` raises :class:`~pplgen.errors.ImplicitLikelihoodError`.
 
+    A simulation conditioned on something, a class label, a source image to translate or the state an
+    action starts from, passes it as ``context``: the discriminator then judges pairs (value, context),
+    real ones from the data and simulated ones, so that the program learns the conditional distribution
+    of the value given the context (the conditional GAN of Mirza & Osindero 2014).
+
     References:
         Goodfellow et al. (2014), "Generative adversarial nets".
         Mohamed & Lakshminarayanan (2016), "Learning in implicit generative models".
+        Mirza & Osindero (2014), "Conditional generative adversarial nets".
 
     Args:
         value: the simulated value, of shape ``batch_shape + event_shape``.
         event_dim: how many rightmost dimensions of ``value`` form one event.
+        context: what the value is conditioned on, of shape ``batch_shape + (K,)`` (e.g. one-hot labels);
+            None for an unconditional simulation.
     """
 
     arg_constraints = {}
     support = constraints.real
     has_rsample = True
 
-    def __init__(self, value: torch.Tensor, event_dim: int = 0, validate_args=None):
+    def __init__(
+        self, value: torch.Tensor, event_dim: int = 0, context: torch.Tensor | None = None, validate_args=None
+    ):
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"Implicit expects a tensor value, got {type(value).__name__}")
         if not 0 <= event_dim <= value.dim():
@@ -47,13 +57,18 @@ class Implicit(TorchDistribution):
                 f"Implicit expects 0 <= event_dim <= value.dim() = {value.dim()}, got {event_dim}"
             )
         split = value.dim() - event_dim
-        self.value = value
+        if context is not None and (context.dim() != split + 1 or context.shape[:-1] != value.shape[:split]):
+            batch = ", ".join(map(str, value.shape[:split]))
+            got = tuple(context.shape)
+            raise ValueError(f"Implicit expects a context of shape ({batch}, K), got {got}")
+        self.value, self.context = value, context
         super().__init__(value.shape[:split], value.shape[split:], validate_args=False)
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
         value = self.value.expand(batch_shape + self.event_shape)
-        return Implicit(value, event_dim=len(self.event_shape))
+        context = None if self.context is None else self.context.expand(batch_shape + self.context.shape[-1:])
+        return Implicit(value, event_dim=len(self.event_shape), context=context)
 
     def rsample(self, sample_shape=torch.Size()):
         return self.value.expand(torch.Size(sample_shape) + self.value.shape)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import pyro
 import torch
@@ -21,7 +23,7 @@ from pplgen.infer.gan_objectives import (
     r1_penalty,
 )
 from pplgen.infer.trainer import Trainer
-from pplgen.nn import MLP
+from pplgen.nn import MLP, ConvEncoder
 
 __all__ = [
     "ALITrainer",
@@ -30,22 +32,70 @@ __all__ = [
     "default_discriminator",
     "flat_latents",
     "local_latents",
+    "packed_shape",
     "per_point",
 ]
 
 
+def packed_shape(event_shape: Sequence[int], pack: int) -> tuple[int, ...]:
+    """The shape of ``pack`` samples judged together: flat events side by side, ``(pack * D,)``; images
+    stacked as channels, ``(H, W) -> (pack, H, W)`` and ``(C, H, W) -> (pack * C, H, W)``, as PacGAN
+    packs them (Lin et al. 2018)."""
+    shape = tuple(int(s) for s in event_shape)
+    if len(shape) == 2:
+        return (pack, *shape)
+    if len(shape) == 3:
+        return (pack * shape[0], *shape[1:])
+    return (pack * math.prod(shape),)
+
+
+_leaky = functools.partial(nn.LeakyReLU, 0.2)
+
+
+class _FlatCritic(nn.Module):
+    """An MLP critic on the flattened sample, joined with a context vector when there is one."""
+
+    def __init__(self, features: int, hidden: int, context: int):
+        super().__init__()
+        self.context = context
+        self.net = MLP([features + context, hidden, hidden, 1], activation=_leaky)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        flat = x.reshape(len(x), -1)
+        return self.net(flat if context is None else torch.cat([flat, context.to(flat.dtype)], dim=-1))
+
+
 def default_discriminator(
-    event_shape: tuple[int, ...], hidden: int = 256, pack: int = 1, spectral_norm: bool = False
+    event_shape: Sequence[int],
+    hidden: int = 256,
+    pack: int = 1,
+    spectral_norm: bool = False,
+    context: int = 0,
 ) -> nn.Module:
-    """An MLP critic on the flattened event (``pack`` events side by side), ``pack*D -> hidden -> hidden
-    -> 1`` with leaky ReLUs, each linear layer spectrally normalised when asked (Miyato et al. 2018)."""
-    features = (math.prod(event_shape) if event_shape else 1) * pack
-    critic = MLP([features, hidden, hidden, 1], activation=functools.partial(nn.LeakyReLU, 0.2))
+    """The critic :func:`pplgen.fit` builds from the shape of the samples it judges.
+
+    Images, events of shape ``(H, W)`` or ``(C, H, W)``, get a convolutional critic in the style of the
+    DCGAN discriminator (Radford et al. 2016): :class:`~pplgen.nn.ConvEncoder` with leaky ReLUs, strided
+    convolutions and a one-unit head. Any other event is flattened into an MLP, ``D -> hidden -> hidden
+    -> 1`` with leaky ReLUs. ``pack`` samples are judged together (:func:`packed_shape`). A ``context``
+    vector of that width (what the samples are conditioned on, the ``Implicit`` site's ``context``, such
+    as a one-hot label) joins the
+    features before the head, as in the conditional GAN of Mirza & Osindero (2014); the critic is then
+    called ``critic(x, context)``. With ``spectral_norm`` every linear and convolutional layer is
+    spectrally normalised (Miyato et al. 2018).
+    """
+    shape, context = packed_shape(event_shape, pack), context * pack
+    if len(shape) == 3:
+        critic: nn.Module = ConvEncoder(
+            shape, 1, channels=64, hidden=hidden, stages=2, context_features=context, activation=_leaky
+        )
+    else:
+        critic = _FlatCritic(shape[0], hidden, context)
     if spectral_norm:
-        for i, layer in enumerate(critic):
-            if isinstance(layer, nn.Linear):
-                critic[i] = nn.utils.parametrizations.spectral_norm(layer)
-    return nn.Sequential(nn.Flatten(), critic)
+        for layer in critic.modules():
+            if isinstance(layer, nn.Linear | nn.Conv2d):
+                nn.utils.parametrizations.spectral_norm(layer)
+    return critic
 
 
 def _implicit_fn(site) -> Implicit | None:
@@ -82,6 +132,15 @@ def local_latents(graph, trainer: str) -> tuple[list[str], int]:
     return latents, sum(per_point(graph, name) for name in latents)
 
 
+class Simulated(NamedTuple):
+    """One run of an implicit program, as the discriminator sees it."""
+
+    real: torch.Tensor  # the data, (B, *shape of one sample)
+    fake: torch.Tensor  # the simulated values, same shape
+    context: torch.Tensor | None  # what the simulation is conditioned on, (B, K)
+    others: torch.Tensor  # negative log-likelihood per data point of the other observed sites
+
+
 class CriticTrainer(Trainer):
     """A trainer with a second player: a discriminator with its own Adam optimiser and learning rate.
 
@@ -95,7 +154,8 @@ class CriticTrainer(Trainer):
     d_optimizer: torch.optim.Optimizer | None = None
 
     def setup(self, batch, num_data):
-        self.discriminator.to(self.device)
+        if self.discriminator is not None:  # else the first loss builds a default one on the device
+            self.discriminator.to(self.device)
         super().setup(batch, num_data)
         self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.d_lr, betas=self.betas)
 
@@ -174,84 +234,98 @@ class AdversarialTrainer(CriticTrainer):
         self.settings = settings if settings is not None else AdversarialSettings()
         if self.settings.loss == "wgan_gp":
             self.betas = (0.0, 0.9)  # Adam's settings in Gulrajani et al. (2017)
-        self.discriminator = (
-            discriminator
-            if discriminator is not None
-            else default_discriminator(
-                self.judged_shape(), pack=self.settings.pack, spectral_norm=self.settings.spectral_norm
-            )
-        )
+        self.discriminator = discriminator  # None: built by the first call of critic(), from the samples
         self.d_lr = d_lr if d_lr is not None else self.lr
         self.average: dict[str, torch.Tensor] = {}
         self.bad_steps = 0
         self.averaged_steps = 0
 
-    def judged_shape(self) -> tuple[int, ...]:
-        """The event shape of one sample the discriminator judges: the implicit site's event."""
-        return tuple(self.graph.nodes[self.site]["event_shape"])
-
     def setup(self, batch, num_data):
         super().setup(batch, num_data)
         with torch.no_grad(), torch.random.fork_rng(devices=self._rng_devices()):
-            real, _, _ = self.run(lambda: self.simulate(batch))
-            self._check_scores(real)
+            real, _, context, _ = self.run(lambda: self.simulate(batch))
+            self._check_scores(real, context)
         if self.settings.ema is not None:
             self.average = {k: v.detach().clone() for k, v in self.params.items()}
 
-    def _check_scores(self, real: torch.Tensor) -> None:
+    def _check_scores(self, real: torch.Tensor, context: torch.Tensor | None) -> None:
         expected = len(self.pack(real))
-        if self.critic(real).shape != (expected,):
+        if self.critic(real, context).shape != (expected,):
             packed = "packed " if self.settings.pack > 1 else ""
-            raw = tuple(self.discriminator(self.pack(real)).shape)
+            raw = tuple(self._scores(real, context).shape)
             raise ModelError(
                 f"the discriminator should return one score per {packed}sample, shape ({expected},) or "
                 f"({expected}, 1); it returned shape {raw}"
             )
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
-        """``pack`` samples side by side: (B, D) -> (B // pack, pack * D), the remainder dropped."""
+        """``pack`` samples judged together, ``(B, *shape) -> (B // pack, *packed_shape(shape, pack))``,
+        the remainder dropped."""
         p = self.settings.pack
-        return x if p == 1 else x[: len(x) // p * p].reshape(len(x) // p, -1)
+        n = len(x) // p
+        return x[: n * p].reshape(n, *packed_shape(x.shape[1:], p))
 
-    def critic(self, x: torch.Tensor) -> torch.Tensor:
-        """The discriminator's scores on (packed) flat samples, shape ``(B // pack,)``."""
-        scores = self.discriminator(self.pack(x))
+    def _scores(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        if self.discriminator is None:
+            width = 0 if context is None else context.shape[1]
+            s = self.settings
+            self.discriminator = default_discriminator(
+                x.shape[1:], pack=s.pack, spectral_norm=s.spectral_norm, context=width
+            ).to(x.device)
+        if context is None:
+            return self.discriminator(self.pack(x))
+        return self.discriminator(self.pack(x), self.pack(context))
+
+    def critic(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The discriminator's scores on (packed) samples, shape ``(B // pack,)``, given the context
+        ``(B, K)`` the samples are conditioned on, when the program has one."""
+        scores = self._scores(x, context)
         return scores.squeeze(-1) if scores.dim() == 2 and scores.shape[1] == 1 else scores
 
-    def simulate(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run the program once: (real, fake, negative log-likelihood of the other observed sites)."""
+    def simulate(self, batch) -> Simulated:
+        """Run the program once: real and simulated samples, their context and the other sites' loss."""
         return self.observations(poutine.trace(self.model).get_trace(*batch), len(batch[0]))
 
-    def observations(self, trace, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """From a trace of the program: the data and the simulated values, flat per data point, and the
-        negative log-likelihood per data point of the other observed sites."""
+    def observations(self, trace, size: int) -> Simulated:
+        """From a trace of the program: the data and the simulated values, ``(B, *event)``; what the
+        simulation is conditioned on (the ``Implicit`` site's context, ``(B, K)``, or None); and the
+        negative log-likelihood per data point of any other observed sites, which the program's
+        parameters minimise."""
         site = trace.nodes[self.site]
-        fake = _implicit_fn(site).value
-        real = site["value"]
+        implicit = _implicit_fn(site)
+        fake, real = implicit.value, site["value"]
         others = torch.zeros((), device=real.device)
         for name, other in trace.nodes.items():
             if other["type"] == "sample" and other["is_observed"] and name != self.site:
                 others = others - other["fn"].log_prob(other["value"]).sum() / size
-        flat = (real.shape[0], -1)
-        return real.reshape(flat), fake.expand_as(real).reshape(flat), others
+        event = tuple(implicit.event_shape)
+        # one event per data point keeps its shape (an image stays an image); anything else is flattened
+        shape = (size, *event) if event and real.shape == (size, *event) else (size, -1)
+        context = None if implicit.context is None else implicit.context.reshape(size, -1).to(real.dtype)
+        return Simulated(real.reshape(shape), fake.expand_as(real).reshape(shape), context, others)
 
-    def g_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(
+        self, real: torch.Tensor, fake: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """What the program's parameters minimise: the generator's side of the game."""
-        return generator_loss(self.settings.loss, self.critic(fake))
+        return generator_loss(self.settings.loss, self.critic(fake, context))
 
     def loss(self, batch, num_data):
-        real, fake, others = self.simulate(batch)
-        return self.g_loss(real, fake) + others
+        real, fake, context, others = self.simulate(batch)
+        return self.g_loss(real, fake, context) + others
 
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def d_loss(
+        self, real: torch.Tensor, fake: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         s = self.settings
+        critic = functools.partial(self.critic, context=context)
         # the real side is detached too: under ALI it carries the encoder's graph, which the generator
         # step still needs after this loss is backpropagated
-        loss = discriminator_loss(s.loss, self.critic(real.detach()), self.critic(fake.detach()))
+        loss = discriminator_loss(s.loss, critic(real.detach()), critic(fake.detach()))
         if s.gradient_penalty:
-            loss = loss + s.gradient_penalty * gradient_penalty(self.critic, real, fake)
+            loss = loss + s.gradient_penalty * gradient_penalty(critic, real, fake)
         if s.r1:
-            loss = loss + s.r1 * r1_penalty(self.critic, real)
+            loss = loss + s.r1 * r1_penalty(critic, real)
         return loss
 
     def step(self, batch, num_data):
@@ -259,10 +333,10 @@ class AdversarialTrainer(CriticTrainer):
         for i in range(self.settings.d_steps):
             # only the last draw feeds the generator's step: the earlier ones need no graph through it
             with torch.set_grad_enabled(i == self.settings.d_steps - 1):
-                real, fake, others = self.run(lambda: self.simulate(batch))
-            d_loss = self.d_loss(real, fake)
+                real, fake, context, others = self.run(lambda: self.simulate(batch))
+            d_loss = self.d_loss(real, fake, context)
             taken &= self._update(d_loss, self.d_optimizer)
-        g_loss = self.g_loss(real, fake) + others
+        g_loss = self.g_loss(real, fake, context) + others
         taken &= self._update(g_loss, self.optimizer)
         self._count(taken)
         if taken and self.average:
@@ -296,10 +370,9 @@ class AdversarialTrainer(CriticTrainer):
     @torch.no_grad()
     def evaluate(self, batch, num_data):
         with pyro.validation_enabled(False):
-            real, fake, _ = self.run(lambda: self.simulate(batch))
-        return {
-            "val_d_loss": float(discriminator_loss(self.settings.loss, self.critic(real), self.critic(fake)))
-        }
+            real, fake, context, _ = self.run(lambda: self.simulate(batch))
+        scores = self.critic(real, context), self.critic(fake, context)
+        return {"val_d_loss": float(discriminator_loss(self.settings.loss, *scores))}
 
     def state_dict(self):
         average = {k: v.clone() for k, v in self.average.items()}
@@ -347,20 +420,20 @@ class ALITrainer(AdversarialTrainer):
             )
         self.latents, _ = local_latents(self.graph, "ALI")
 
-    def judged_shape(self) -> tuple[int, ...]:
-        """One data point and its latents, flat and joined."""
-        _, latent_size = local_latents(self.graph, "ALI")
-        return (math.prod(super().judged_shape()) + latent_size,)
-
-    def simulate(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Real pairs (data, encoder's latents), fake pairs (generated data, prior latents), and the
-        negative log-likelihood of the program's other observed sites."""
+    def simulate(self, batch) -> Simulated:
+        """Real pairs (data, encoder's latents), fake pairs (generated data, prior latents), their
+        context, and the negative log-likelihood of the program's other observed sites."""
         guide_trace = poutine.trace(self.guide).get_trace(*batch)
         trace = poutine.trace(self.model).get_trace(*batch)
-        real, fake, others = self.observations(trace, len(batch[0]))
-        real = torch.cat([real, flat_latents(guide_trace, self.latents)], dim=-1)
-        return real, torch.cat([fake, flat_latents(trace, self.latents)], dim=-1), others
+        real, fake, context, others = self.observations(trace, len(batch[0]))
+        real = torch.cat([real.flatten(1), flat_latents(guide_trace, self.latents)], dim=-1)
+        fake = torch.cat([fake.flatten(1), flat_latents(trace, self.latents)], dim=-1)
+        return Simulated(real, fake, context, others)
 
-    def g_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(
+        self, real: torch.Tensor, fake: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         loss = self.settings.loss
-        return generator_loss(loss, self.critic(fake)) + generator_loss(loss, -self.critic(real))
+        return generator_loss(loss, self.critic(fake, context)) + generator_loss(
+            loss, -self.critic(real, context)
+        )

@@ -14,7 +14,7 @@ from pplgen.models.dmm import DMM
 from pplgen.models.draw import DRAW
 from pplgen.models.flows import FlowModel, MAFModel, RealNVPModel
 from pplgen.models.fvsbn import FVSBNModel
-from pplgen.models.gan import GAN
+from pplgen.models.gan import GAN, WGAN, ConditionalGAN
 from pplgen.models.hvae import HVAE
 from pplgen.models.lm import CharLSTM, CharTransformer
 from pplgen.models.nade import MADEModel, NADEModel
@@ -28,6 +28,7 @@ __all__ = [
     "ALI",
     "AVB",
     "CVAE",
+    "ConditionalGAN",
     "CharLSTM",
     "CharTransformer",
     "DMM",
@@ -45,6 +46,7 @@ __all__ = [
     "WaveNetModel",
     "VAE",
     "VQVAE",
+    "WGAN",
     "ZOO",
     "build",
 ]
@@ -67,6 +69,8 @@ ZOO: dict[str, type[PyroModule]] = {
     "realnvp": RealNVPModel,
     "maf": MAFModel,
     "gan": GAN,
+    "wgan": WGAN,
+    "cgan": ConditionalGAN,
     "ali": ALI,
     "avb": AVB,
 }

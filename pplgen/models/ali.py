@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from pyro.nn import pyro_method
 
 from pplgen.errors import DataError
+from pplgen.infer.gan_objectives import AdversarialSettings
 from pplgen.models.gan import GAN
 from pplgen.nn.mlp import MLP
 
@@ -40,10 +41,19 @@ class ALI(GAN):
     torch.Size([5, 3])
     """
 
+    adversarial = AdversarialSettings()  # the plain non-saturating game of the ALI paper
+
     def __init__(self, dim: int, z_dim: int = 16, hidden: int = 256, output: str = "linear"):
         super().__init__(dim, z_dim=z_dim, hidden=hidden, output=output)
-        self.dim = dim
+        for setting in ("image_shape", "channels"):  # flat data only: the encoder is an MLP
+            del self.config[setting]
         self.encoder = MLP([dim, hidden, hidden, 2 * z_dim])
+
+    @classmethod
+    def from_dataset(cls, dataset, **config) -> ALI:
+        """Sized for ``dataset``, whose points (images too) it models flat."""
+        settings = cls.dataset_settings(dataset)
+        return cls(**{"dim": settings["dim"], "output": settings["output"], **config})
 
     def encode(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The location and scale of q(z | x) for flat data ``(N, D)``."""
