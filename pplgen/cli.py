@@ -6,7 +6,6 @@ Every error about the user's input is one line on stderr and exit status 2, neve
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -131,13 +130,16 @@ def _objective(args) -> Objective | None:
 def _adversarial(args, base: AdversarialSettings | None) -> AdversarialSettings | None:
     """The implicit family's game and regularisers: ``base`` (a zoo model's own, or None for fit's
     defaults) with the settings named on the command line in place of its own."""
-    given = {"loss": args.gan_loss, "pack": args.pack, "ema": args.ema, "r1": args.r1}
-    named = {k: v for k, v in {**given, "d_steps": args.d_steps}.items() if v is not None}
-    if "loss" in named:
-        named["gradient_penalty"] = None  # the penalty goes with the game: λ = 10 for WGAN-GP, else none
-    if not named:
+    named = {
+        "loss": args.gan_loss,
+        "pack": args.pack,
+        "ema": args.ema,
+        "r1": args.r1,
+        "d_steps": args.d_steps,
+    }
+    if all(v is None for v in named.values()):
         return base
-    return dataclasses.replace(base, **named) if base is not None else AdversarialSettings(**named)
+    return (base or AdversarialSettings()).replace(**named)
 
 
 def _sample(args) -> int:

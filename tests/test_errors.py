@@ -127,7 +127,7 @@ def test_family_mismatch_and_unknown_names():
         pplgen.fit(latent_model, X, guide_with("z"), family="exact", epochs=1)
     with pytest.raises(UnknownNameError, match="unknown family"):
         pplgen.fit(bernoulli_model, X, family="autoregressive", epochs=1)
-    with pytest.raises(UnknownNameError, match="unknown model 'vea': the zoo has ali, avb, charlm, "):
+    with pytest.raises(UnknownNameError, match="unknown model 'vea': the zoo has ali, avb, cgan, charlm, "):
         build("vea", datasets.load("digits"))
     with pytest.raises(UnknownNameError, match="unknown device"):
         pplgen.fit(bernoulli_model, X, device="tpu", epochs=1)

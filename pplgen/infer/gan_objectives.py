@@ -6,6 +6,7 @@ discriminator's and the generator's loss. Penalties take the critic and the data
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -66,6 +67,14 @@ class AdversarialSettings:
             )
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ValueError(f"ema is a decay in (0, 1), got {self.ema}")
+
+    def replace(self, **changes) -> AdversarialSettings:
+        """These settings with ``changes`` (those not None) in place; a new ``loss`` brings its own
+        gradient penalty (λ = 10 for WGAN-GP, else none) unless ``gradient_penalty`` is given too."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if "loss" in changes:
+            changes.setdefault("gradient_penalty", None)
+        return dataclasses.replace(self, **changes)
 
 
 def discriminator_loss(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,10 @@ class ALI(GAN):
     torch.Size([5, 3])
     """
 
-    adversarial = AdversarialSettings()  # the plain non-saturating game of the ALI paper
+    @property
+    def adversarial(self) -> AdversarialSettings:
+        """The plain non-saturating game of the ALI paper."""
+        return AdversarialSettings()
 
     def __init__(self, dim: int, z_dim: int = 16, hidden: int = 256, output: str = "linear"):
         super().__init__(dim, z_dim=z_dim, hidden=hidden, output=output)

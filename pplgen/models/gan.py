@@ -66,8 +66,12 @@ class GAN(PyroModule):
     torch.Size([5, 8, 8])
     """
 
-    #: how :func:`pplgen.fit` trains the zoo model unless told otherwise
-    adversarial = AdversarialSettings(pack=2, ema=0.999)
+    @property
+    def adversarial(self) -> AdversarialSettings:
+        """How ``pplgen fit`` trains the zoo model unless told otherwise: PacGAN2 and parameter averaging,
+        and for images an R1 penalty (γ = 10), without which the critic soon tells the generator's grey
+        pixels from the data's binary ones and the generator's gradients vanish."""
+        return AdversarialSettings(pack=2, ema=0.999, r1=10.0 if self.image_shape else 0.0)
 
     def __init__(
         self,
@@ -151,7 +155,9 @@ class WGAN(GAN):
     The arguments are :class:`GAN`'s.
     """
 
-    adversarial = AdversarialSettings(loss="wgan_gp", d_steps=5, ema=0.999)
+    @property
+    def adversarial(self) -> AdversarialSettings:
+        return AdversarialSettings(loss="wgan_gp", d_steps=5, ema=0.999)
 
     def __init__(
         self,
