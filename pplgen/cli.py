@@ -202,6 +202,8 @@ def _evaluate(args) -> int:
             f"precision {row['precision']:.3f}, recall {row['recall']:.3f} on {row['num_samples']} samples "
             f"(features of a classifier with {row['classifier_accuracy']:.1%} test accuracy)"
         )
+        if "label_accuracy" in row:
+            print(f"samples of the class asked for, as the classifier sees them: {row['label_accuracy']:.1%}")
     elif "modes" in row:
         print(
             f"{row['data']} {row['split']}: {row['modes']}/{row['of_modes']} modes covered, "

@@ -172,3 +172,15 @@ def test_unlabelled_or_non_image_data_raise_data_errors(classifier):
         image_metrics(torch.zeros(5, 2), load("ring8", "test", num_points=50), classifier)
     with pytest.raises(DataError, match=r"expected data of shape \(N, 64\).*got shape \(5, 63\)"):
         image_metrics(torch.zeros(5, 63), digits, classifier)
+
+
+def test_label_accuracy_scores_samples_against_the_classes_they_were_drawn_for(classifier):
+    """Held-out digits under their own labels score as the classifier does; under shifted labels, near 0."""
+    valid, test = load("digits", "valid"), load("digits", "test")
+    right = image_metrics(valid.x, test, classifier, labels=valid.y)
+    wrong = image_metrics(valid.x, test, classifier, labels=(valid.y + 1) % 10)
+    assert right["label_accuracy"] > 0.85
+    assert wrong["label_accuracy"] < 0.1
+    assert "label_accuracy" not in image_metrics(valid.x, test, classifier)
+    with pytest.raises(DataError, match=r"labels must have shape \(180,\), got \(3,\)"):
+        image_metrics(valid.x, test, classifier, labels=valid.y[:3])

@@ -3,6 +3,8 @@ labels a conditional critic sees, and conditional samples that follow their labe
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -25,7 +27,7 @@ def test_packing_stacks_flat_events_side_by_side_and_images_as_channels():
 
 def test_the_default_critic_is_convolutional_for_images_and_sees_the_context():
     image = default_discriminator((8, 8), pack=2, context=10)
-    assert isinstance(image, ConvEncoder) and image.chw == (2, 8, 8) and image.context_features == 20
+    assert isinstance(image.body[0], ConvEncoder) and image.body[0].chw == (2, 8, 8) and image.context == 20
     assert image(torch.zeros(5, 2, 8, 8), torch.zeros(5, 20)).shape == (5, 1)
     flat = default_discriminator((2,), pack=2, context=3, hidden=16)
     assert flat(torch.zeros(5, 4), torch.zeros(5, 6)).shape == (5, 1)
@@ -54,7 +56,8 @@ def test_the_image_gan_simulates_images_and_its_critic_judges_packed_images():
         gan.model, data.x[:64], epochs=1, batch_size=32, seed=0, valid_fraction=0, adversarial=gan.adversarial
     )
     trainer = result.trainer
-    assert isinstance(trainer.discriminator, ConvEncoder) and trainer.discriminator.chw == (2, 8, 8)
+    assert isinstance(trainer.discriminator.body[0], ConvEncoder)
+    assert trainer.discriminator.body[0].chw == (2, 8, 8)
     x = torch.arange(4 * 64.0).reshape(4, 8, 8)
     packed = trainer.pack(x)
     assert packed.shape == (2, 2, 8, 8)
@@ -124,3 +127,15 @@ def test_zoo_models_bring_their_game_and_command_line_options_override_it(tmp_pa
     assert main(["fit", "gan", *common, "--gan-loss", "wgan_gp", "--out", str(run)]) == 0
     settings = load_run(run, split="test")[0].settings["adversarial"]
     assert (settings["loss"], settings["pack"], settings["gradient_penalty"]) == ("wgan_gp", 2, 10.0)
+
+
+def test_evaluating_a_conditional_gan_draws_for_the_test_labels_and_scores_them(tmp_path, capsys):
+    from pplgen.cli import main
+
+    run = tmp_path / "cgan"
+    settings = ["--set", "hidden=32", "--set", "channels=4", "--set", "z_dim=4"]
+    assert main(["fit", "cgan", "--data", "digits", "--epochs", "1", *settings, "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["num_samples"] == 359 and 0.0 <= row["label_accuracy"] <= 1.0

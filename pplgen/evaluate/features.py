@@ -375,6 +375,7 @@ def image_metrics(
     k: int = 3,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, float | int]:
     """Fréchet distance and precision/recall of image samples against ``dataset``, in classifier features.
 
@@ -391,10 +392,13 @@ def image_metrics(
         k: the neighbour for :func:`precision_recall`.
         seed: chooses the subset of the data.
         cache_dir: passed to :func:`train_feature_classifier`.
+        labels: for a class-conditional model, the class each sample was drawn for, ``(N,)``: adds
+            ``label_accuracy``, the share of samples the classifier assigns to that class (the
+            conditional-GAN measure of Odena, Olah & Shlens 2017).
 
     Returns:
         ``{"fd": float, "precision": float, "recall": float, "classifier_accuracy": float,
-        "num_samples": int}``.
+        "num_samples": int}``, and ``"label_accuracy"`` when ``labels`` are given.
 
     Raises:
         DataError: the data set is not a labelled image set, or the samples have the wrong shape.
@@ -403,6 +407,7 @@ def image_metrics(
         Heusel et al. (2017), "GANs trained by a two time-scale update rule converge to a local Nash
         equilibrium".
         Kynkäänniemi et al. (2019), "Improved precision and recall metric for assessing generative models".
+        Odena, Olah & Shlens (2017), "Conditional image synthesis with auxiliary classifier GANs".
     """
     _check_labelled_images(dataset)
     if classifier is None:
@@ -414,10 +419,18 @@ def image_metrics(
     fake = classifier.features(samples[:count])
     precision, recall = precision_recall(real, fake, k=k)
     accuracy = math.nan if classifier.accuracy is None else classifier.accuracy
-    return {
+    row = {
         "fd": frechet_distance(real, fake),
         "precision": precision,
         "recall": recall,
         "classifier_accuracy": accuracy,
         "num_samples": count,
     }
+    if labels is not None:
+        if labels.shape != (len(samples),):
+            raise DataError(
+                f"image_metrics: labels must have shape ({len(samples)},), got {tuple(labels.shape)}"
+            )
+        predicted = classifier.head(fake.to(classifier.head.weight.device)).argmax(-1).cpu()
+        row["label_accuracy"] = float((predicted == labels[:count].cpu()).float().mean())
+    return row

@@ -33,8 +33,9 @@ def summary(
     ``"importance-sampled, K=..."`` or ``"AIS, ..."``: for latent models a stochastic lower bound on
     log p(x), so an upper bound on nats; ``method`` and ``ais`` choose, see :func:`log_likelihood`).
     Implicit models on the 2-D mixtures get PacGAN's
-    ``modes``, ``hq_percent`` and ``reverse_kl`` from ``num_generated`` samples. ``labels``: the program
-    takes ``(x, y)``.
+    ``modes``, ``hq_percent`` and ``reverse_kl`` from ``num_generated`` samples; on labelled images,
+    :func:`image_metrics` (a conditional program draws for the labels of the data points it is compared
+    with, and gets ``label_accuracy``). ``labels``: the program takes ``(x, y)``.
     """
     row: dict = {"family": result.family, "data": dataset.name, "split": dataset.split, "n": len(dataset)}
     if result.family in ("exact", "latent"):
@@ -48,8 +49,13 @@ def summary(
         row.update(mode_metrics(generated, dataset.meta["modes"], dataset.meta["std"]))
         row["of_modes"] = int(torch.as_tensor(dataset.meta["modes"]).shape[0])
     elif dataset.image_shape is not None and dataset.y is not None:
-        generated = sample(result, min(num_generated, 2000))
-        row.update(image_metrics(generated, dataset, num=min(num_generated, 2000)))
+        num = min(num_generated, 2000, len(dataset))
+        if labels:  # a conditional program draws for the labels of the data points it is compared with
+            asked = dataset.subset(num, seed=0)
+            generated = sample(result, num, asked.tensors(True))
+            row.update(image_metrics(generated, dataset, num=num, seed=0, labels=asked.y))
+        else:
+            row.update(image_metrics(sample(result, num), dataset, num=num))
     else:
         row["note"] = (
             "no likelihood (implicit model); sample metrics exist for ring8, grid25 and labelled images"

@@ -27,6 +27,7 @@ from pplgen.nn import MLP, ConvEncoder
 
 __all__ = [
     "ALITrainer",
+    "Critic",
     "AdversarialTrainer",
     "CriticTrainer",
     "default_discriminator",
@@ -52,17 +53,39 @@ def packed_shape(event_shape: Sequence[int], pack: int) -> tuple[int, ...]:
 _leaky = functools.partial(nn.LeakyReLU, 0.2)
 
 
-class _FlatCritic(nn.Module):
-    """An MLP critic on the flattened sample, joined with a context vector when there is one."""
+class Critic(nn.Module):
+    r"""A discriminator made of a feature network :math:`\phi` and a one-unit head, with the context
+    projected onto the features when there is one:
 
-    def __init__(self, features: int, hidden: int, context: int):
+    .. math::
+        D(x, c) = w^\top \phi(x) + (V c)^\top \phi(x),
+
+    the projection discriminator of Miyato & Koyama (2018), which conditions far more strongly than
+    joining :math:`c` to the input (Mirza & Osindero 2014).
+
+    Args:
+        body: the feature network, ``(B, *shape) -> (B, features)``.
+        features: its output width.
+        context: the context's width (0 for an unconditional critic).
+    """
+
+    def __init__(self, body: nn.Module, features: int, context: int = 0):
         super().__init__()
-        self.context = context
-        self.net = MLP([features + context, hidden, hidden, 1], activation=_leaky)
+        self.body, self.context = body, context
+        self.head = nn.Linear(features, 1)
+        self.embed = nn.Linear(context, features, bias=False) if context else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        flat = x.reshape(len(x), -1)
-        return self.net(flat if context is None else torch.cat([flat, context.to(flat.dtype)], dim=-1))
+        h = self.body(x)
+        score = self.head(h)
+        if self.embed is not None:
+            if context is None or context.shape != (len(x), self.context):
+                got = None if context is None else tuple(context.shape)
+                raise ModelError(
+                    f"the critic expects a context of shape ({len(x)}, {self.context}), got {got}"
+                )
+            score = score + (self.embed(context.to(h.dtype)) * h).sum(-1, keepdim=True)
+        return score
 
 
 def default_discriminator(
@@ -71,26 +94,24 @@ def default_discriminator(
     pack: int = 1,
     spectral_norm: bool = False,
     context: int = 0,
-) -> nn.Module:
+) -> Critic:
     """The critic :func:`pplgen.fit` builds from the shape of the samples it judges.
 
-    Images, events of shape ``(H, W)`` or ``(C, H, W)``, get a convolutional critic in the style of the
-    DCGAN discriminator (Radford et al. 2016): :class:`~pplgen.nn.ConvEncoder` with leaky ReLUs, strided
-    convolutions and a one-unit head. Any other event is flattened into an MLP, ``D -> hidden -> hidden
-    -> 1`` with leaky ReLUs. ``pack`` samples are judged together (:func:`packed_shape`). A ``context``
-    vector of that width (what the samples are conditioned on, the ``Implicit`` site's ``context``, such
-    as a one-hot label) joins the
-    features before the head, as in the conditional GAN of Mirza & Osindero (2014); the critic is then
-    called ``critic(x, context)``. With ``spectral_norm`` every linear and convolutional layer is
-    spectrally normalised (Miyato et al. 2018).
+    Images, events of shape ``(H, W)`` or ``(C, H, W)``, get convolutional features in the style of the
+    DCGAN discriminator (Radford et al. 2016): :class:`~pplgen.nn.ConvEncoder` with leaky ReLUs and
+    strided convolutions. Any other event is flattened into an MLP, ``D -> hidden -> hidden``, with
+    leaky ReLUs. ``pack`` samples are judged together (:func:`packed_shape`). With a ``context`` of that
+    width (what the samples are conditioned on: the ``Implicit`` site's ``context``, such as a one-hot
+    label), the critic is called ``critic(x, context)`` and projects the context onto its features
+    (:class:`Critic`). With ``spectral_norm`` every linear and convolutional layer is spectrally
+    normalised (Miyato et al. 2018).
     """
-    shape, context = packed_shape(event_shape, pack), context * pack
+    shape = packed_shape(event_shape, pack)
     if len(shape) == 3:
-        critic: nn.Module = ConvEncoder(
-            shape, 1, channels=64, hidden=hidden, stages=2, context_features=context, activation=_leaky
-        )
+        features = ConvEncoder(shape, hidden, channels=64, hidden=hidden, stages=2, activation=_leaky)
     else:
-        critic = _FlatCritic(shape[0], hidden, context)
+        features = nn.Sequential(nn.Flatten(), MLP([shape[0], hidden, hidden], activation=_leaky))
+    critic = Critic(nn.Sequential(features, _leaky()), hidden, context * pack)
     if spectral_norm:
         for layer in critic.modules():
             if isinstance(layer, nn.Linear | nn.Conv2d):
