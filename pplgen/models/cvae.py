@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from pyro.nn import pyro_method
 from torch import nn
 
 from pplgen.errors import DataError, ModelError
+from pplgen.models.labels import one_hot_labels
 from pplgen.models.vae import VAEBase
 
 __all__ = ["CVAE", "PRIORS"]
@@ -107,14 +107,14 @@ class CVAE(VAEBase):
 
     def one_hot(self, y: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
         """The labels as one-hot rows ``(N, num_classes)``, after checking them against the data ``x``."""
-        expected = f"CVAE expects labels y as integers 0 .. {self.num_classes - 1} of shape ({x.shape[0]},)"
-        if y is None:
-            raise DataError(f"{expected}: call model(x, y) and guide(x, y) with the labels")
-        if y.dim() != 1 or y.shape[0] != x.shape[0] or y.is_floating_point() or y.dtype == torch.bool:
-            raise DataError(f"{expected}, got {y.dtype} of shape {tuple(y.shape)}")
-        if y.numel() and not 0 <= int(y.min()) <= int(y.max()) < self.num_classes:
-            raise DataError(f"{expected}, got labels {int(y.min())} .. {int(y.max())}")
-        return F.one_hot(y, self.num_classes).to(self._dtype)
+        return one_hot_labels(
+            y,
+            self.num_classes,
+            self._dtype,
+            model_name="CVAE",
+            num=len(x),
+            call="model(x, y) and guide(x, y)",
+        )
 
     def prior(self, context: torch.Tensor, like: torch.Tensor) -> dist.Distribution:
         """p(z | y): N(0, I), or the label's learned Gaussian."""

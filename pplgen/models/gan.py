@@ -8,13 +8,13 @@ from collections.abc import Sequence
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
 from pplgen.distributions import Implicit
 from pplgen.errors import DataError, ModelError
 from pplgen.infer.gan_objectives import AdversarialSettings
+from pplgen.models.labels import one_hot_labels
 from pplgen.nn import MLP, ConvDecoder
 from pplgen.nn.conv import image_channels_first
 
@@ -159,17 +159,6 @@ class WGAN(GAN):
     def adversarial(self) -> AdversarialSettings:
         return AdversarialSettings(loss="wgan_gp", d_steps=5, ema=0.999)
 
-    def __init__(
-        self,
-        dim: int,
-        z_dim: int = 16,
-        hidden: int = 256,
-        output: str = "linear",
-        image_shape: Sequence[int] | None = None,
-        channels: int = 32,
-    ):
-        super().__init__(dim, z_dim, hidden, output, image_shape, channels)
-
 
 class ConditionalGAN(GAN):
     r"""A class-conditional GAN: :math:`x = G(z, y)` for a given label :math:`y`.
@@ -221,16 +210,7 @@ class ConditionalGAN(GAN):
 
     def one_hot(self, y: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
         """The labels as one-hot rows ``(N, num_classes)``, after checking them against the data ``x``."""
-        expected = (
-            f"ConditionalGAN expects labels y as integers 0 .. {self.num_classes - 1} of shape ({len(x)},)"
-        )
-        if y is None:
-            raise DataError(f"{expected}: call model(x, y) with the labels")
-        if y.dim() != 1 or len(y) != len(x) or y.is_floating_point() or y.dtype == torch.bool:
-            raise DataError(f"{expected}, got {y.dtype} of shape {tuple(y.shape)}")
-        if y.numel() and not 0 <= int(y.min()) <= int(y.max()) < self.num_classes:
-            raise DataError(f"{expected}, got labels {int(y.min())} .. {int(y.max())}")
-        return F.one_hot(y, self.num_classes).to(x.dtype)
+        return one_hot_labels(y, self.num_classes, x.dtype, model_name="ConditionalGAN", num=len(x))
 
     @pyro_method
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import pyro
 import torch
-import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
 from pplgen.distributions.wavenet import WaveNet
 from pplgen.errors import DataError
+from pplgen.models.labels import one_hot_labels
 from pplgen.nn.wavenet import WaveNetNet
 
 __all__ = ["WaveNetModel"]
@@ -89,16 +89,7 @@ class WaveNetModel(PyroModule):
         """The one-hot labels ``(N, num_classes)`` as WaveNet's global context (``None`` unconditionally)."""
         if self.num_classes is None:
             return None
-        if y is None:
-            raise DataError(
-                f"WaveNetModel is conditioned on labels 0 .. {self.num_classes - 1}: call model(x, y) with y"
-            )
-        expected = f"WaveNetModel expects labels y as integers 0 .. {self.num_classes - 1} of shape (N,)"
-        if y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool:
-            raise DataError(f"{expected}, got {y.dtype} of shape {tuple(y.shape)}")
-        if y.numel() and not 0 <= int(y.min()) <= int(y.max()) < self.num_classes:
-            raise DataError(f"{expected}, got labels {int(y.min())} .. {int(y.max())}")
-        return F.one_hot(y, self.num_classes).to(self.net.start.dtype)
+        return one_hot_labels(y, self.num_classes, self.net.start.dtype, model_name="WaveNetModel")
 
     @pyro_method
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
