@@ -3,6 +3,7 @@ and the class-conditional GAN."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pyro
@@ -126,7 +127,7 @@ class GAN(PyroModule):
 
     def data(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` as ``(N, *event_shape)``, flat rows or images alike."""
-        if x.dim() < 1 or x[0].numel() != self.dim:
+        if x.dim() < 1 or math.prod(x.shape[1:]) != self.dim:
             image = "" if self.image_shape is None else f" or (N, {', '.join(map(str, self.image_shape))})"
             name, got = type(self).__name__, tuple(x.shape)
             raise DataError(f"{name} expects data of shape (N, {self.dim}){image}, got shape {got}")
