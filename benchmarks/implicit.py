@@ -101,13 +101,15 @@ def images(args) -> None:
     """Image GANs on digits: Fréchet distance, precision and recall in the features of pplgen's own
     classifier (and label accuracy for a conditional model). No published figures exist for these
     8x8 digits, so the peer beside each figure is held-out real digits (the validation split) scored
-    against the same test split with the same classifier, measured in the same run."""
+    against the same test split with the same classifier, measured in the same run, with as many
+    samples as there are held-out digits."""
     train, valid, test = (datasets.load(args.data, split=s) for s in ("train", "valid", "test"))
     conditional = getattr(models.ZOO[args.model], "takes_labels", False)
     metrics = ("fd", "precision", "recall", *(("label_accuracy",) if conditional else ()))
 
     def measure(result) -> dict:
-        row = pplgen.evaluate.summary(result, test, labels=conditional)
+        # as many samples as held-out real digits: FD, precision and recall all depend on the count
+        row = pplgen.evaluate.summary(result, test, num_generated=len(valid), labels=conditional)
         return {k: row[k] for k in metrics}
 
     per_seed, common, wall = _train_seeds(args, train, measure)
