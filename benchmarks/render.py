@@ -6,6 +6,11 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
+def _shown(value):
+    """A float to four significant figures; anything else as it is."""
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
 def main() -> None:
     rows = [json.loads(line) for line in (HERE / "results.jsonl").read_text().splitlines() if line.strip()]
     lines = [
@@ -21,8 +26,8 @@ def main() -> None:
     ]
     for r in rows:
         ref = r["reference"]
-        shown = "–" if ref.get("value") is None else f"{ref['value']} ({ref['source']})"
-        value = f"{r['value']:.4g}" if isinstance(r["value"], float) else r["value"]
+        shown = "–" if ref.get("value") is None else f"{_shown(ref['value'])} ({ref['source']})"
+        value = _shown(r["value"])
         lines.append(
             f"| {r['benchmark']} | {r['model']} | {r['dataset']} | {r['split']} | {r['metric']} | {value} | "
             f"{shown} | {r['device']} | {r.get('wall_s', '–')} | {r['date']} | {r['commit']} |"
