@@ -121,43 +121,32 @@ def images(args) -> None:
     _record_seeds(args, per_seed, common, wall, references)
 
 
+def _command(sub, name: str, help: str, run, data: dict, seeds: int, epochs: int, lr: float) -> None:
+    """A subcommand: the model, its data, the seeds and training, the adversarial settings."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("model")
+    p.add_argument("--data", **data)
+    p.add_argument("--name", help="the record's model name (default: the zoo name)")
+    p.add_argument("--seeds", type=int, default=seeds)
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--d-lr", type=float, default=lr)
+    p.add_argument("--loss", choices=ADVERSARIAL_LOSSES, help="default: the model's own")
+    for option, kind in (("--pack", int), ("--ema", float), ("--r1", float), ("--d-steps", int)):
+        p.add_argument(option, type=kind, help="default: the model's own")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(run=run)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("modes", help="mode coverage on ring8 or grid25 over several seeds")
-    p.add_argument("model")
-    p.add_argument("--data", required=True, choices=("ring8", "grid25"))
-    p.add_argument("--name", help="the record's model name (default: the zoo name)")
-    p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--d-lr", type=float, default=1e-3)
-    p.add_argument("--loss", choices=ADVERSARIAL_LOSSES, help="default: the model's own")
-    p.add_argument("--pack", type=int, help="default: the model's own")
-    p.add_argument("--ema", type=float, help="default: the model's own")
-    p.add_argument("--r1", type=float, help="default: the model's own")
-    p.add_argument("--d-steps", type=int, help="default: the model's own")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(run=modes)
-    p = sub.add_parser("images", help="FD, precision and recall of an image GAN on digits over seeds")
-    p.add_argument("model")
-    p.add_argument("--data", default="digits", choices=("digits",))
-    p.add_argument("--name", help="the record's model name (default: the zoo name)")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--d-lr", type=float, default=2e-4)
-    for option in ("--pack", "--d-steps"):
-        p.add_argument(option, type=int, help="default: the model's own")
-    for option in ("--ema", "--r1"):
-        p.add_argument(option, type=float, help="default: the model's own")
-    p.add_argument("--loss", choices=ADVERSARIAL_LOSSES, help="default: the model's own")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(run=images)
+    mixtures = {"required": True, "choices": ("ring8", "grid25")}
+    _command(sub, "modes", "mode coverage on ring8 or grid25 over seeds", modes, mixtures, 10, 100, 1e-3)
+    digits = {"default": "digits", "choices": ("digits",)}
+    _command(sub, "images", "FD, precision, recall of an image GAN on digits", images, digits, 3, 300, 2e-4)
     args = parser.parse_args()
     args.run(args)
 
