@@ -79,7 +79,8 @@ def main() -> None:
         test = test.subset(args.eval_rows, seed=args.seed)
     points = test.tensors(bool(getattr(model, "takes_labels", False)))
     if args.name == "avb":  # the implicit guide has no log q: AIS, and AVB's own E_q[log p(x | z) - T(x, z)]
-        method, elbo_source = "ais", "AVB's own ELBO estimate, same rows: the critic stands in for log q/p"
+        method = "ais"
+        elbo_source = "AVB's own ELBO estimate, same rows: the critic stands in for log q/p; not a bound"
         elbo = -float(result.trainer.evaluate(points, len(points[0]))["val_loss"])
     else:  # K = 1 importance sampling is the one-sample ELBO estimate, log p(x, z) - log q(z | x)
         method, elbo_source = "is", "the ELBO of the same model on the same test rows"

@@ -26,7 +26,8 @@ def main() -> None:
     ]
     for r in rows:
         ref = r["reference"]
-        shown = "–" if ref.get("value") is None else f"{_shown(ref['value'])} ({ref['source']})"
+        figure = "–" if ref.get("value") is None else _shown(ref["value"])
+        shown = f"{figure} ({ref['source']})" if ref.get("source") else figure
         value = _shown(r["value"])
         lines.append(
             f"| {r['benchmark']} | {r['model']} | {r['dataset']} | {r['split']} | {r['metric']} | {value} | "
