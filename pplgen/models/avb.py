@@ -24,6 +24,12 @@ class AVB(VAE):
     :math:`\log q(z \mid x) - \log p(z)`, and the model and encoder maximise
     :math:`\mathbb{E}_q[\log p(x \mid z) - T(x, z)]`.
 
+    That objective is an estimate, not a bound: with many latent dimensions the encoder can find codes
+    where T underestimates :math:`\log q/p`. On binarized MNIST with 32 latents, the training loss read
+    about 30 nats while AIS gave 103 (``benchmarks/results.jsonl``). Judge the model by
+    ``pplgen.log_likelihood(..., method="ais")``. The paper's adaptive contrast, which removes most of
+    this gap, is not implemented.
+
     References:
         Mescheder, Nowozin & Geiger (2017), "Adversarial variational Bayes: unifying variational
         autoencoders and generative adversarial networks".
