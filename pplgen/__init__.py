@@ -11,7 +11,8 @@ import pyro
 # two models never share state by name. This must hold before any PyroModule is built.
 pyro.settings.set(module_local_params=True)
 
-from pplgen import data, errors, guides, models, plot  # noqa: E402
+from pplgen import data, diagnostics, errors, guides, models, plot  # noqa: E402
+from pplgen.diagnostics import diagnose, to_inference_data  # noqa: E402
 from pplgen.distributions import Implicit  # noqa: E402
 from pplgen.evaluate import bits_per_dim, log_likelihood, sample  # noqa: E402
 from pplgen.graph import classify, inspect  # noqa: E402
@@ -31,6 +32,8 @@ __all__ = [
     "bits_per_dim",
     "classify",
     "data",
+    "diagnose",
+    "diagnostics",
     "draw",
     "errors",
     "fit",
@@ -40,5 +43,6 @@ __all__ = [
     "models",
     "plot",
     "sample",
+    "to_inference_data",
     "to_dot",
 ]

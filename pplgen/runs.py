@@ -106,10 +106,11 @@ def save_run(run_dir: Path, result: FitResult, program: Program, data: dict) -> 
     result.save(run_dir / "result.pt")
     ax = draw(result.graph)
     ax.figure.savefig(run_dir / "graph.png", dpi=120, bbox_inches="tight")
-    ax = plot.training_curves(result.history)
-    ax.set_title(f"{program_label(program.spec)} on {data['name']}")
-    ax.figure.savefig(run_dir / "curves.png", dpi=120, bbox_inches="tight")
-    plt.close("all")
+    curves = plot.training_curves(result.history)
+    curves.axes[0].set_title(f"{program_label(program.spec)} on {data['name']}")
+    curves.savefig(run_dir / "curves.png", dpi=120, bbox_inches="tight")
+    plt.close(ax.figure)
+    plt.close(curves)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -178,11 +179,11 @@ def write_samples(samples: torch.Tensor, dataset, out: Path) -> Path:
                 f"of {dataset.name!r}, got samples of shape {tuple(samples.shape)}"
             )
         levels = (dataset.num_levels - 1) if dataset.kind == "discrete" else 1
-        ax = plot.image_grid(samples.float() / levels, dataset.image_shape)
+        figure = plot.image_grid(samples.float() / levels, dataset.image_shape)
     elif samples.reshape(len(samples), -1).shape[1] == 2:
-        ax = plot.scatter(samples.reshape(-1, 2), dataset.meta.get("modes"))
+        figure = plot.scatter(samples.reshape(-1, 2), dataset.meta.get("modes"))
     else:
         raise UnknownNameError(f"no picture for samples of shape {tuple(samples.shape)} from {dataset.name}")
-    ax.figure.savefig(out, dpi=150, bbox_inches="tight")
-    plt.close(ax.figure)
+    figure.savefig(out, dpi=150, bbox_inches="tight")
+    plt.close(figure)
     return out

@@ -21,7 +21,15 @@ from pplgen.infer.params import evaluation_mode, on_device
 from pplgen.infer.pointwise import per_point, repeat_rows
 from pplgen.infer.result import FitResult
 
-__all__ = ["METHODS", "Estimate", "bits_per_dim", "describe_estimator", "estimate", "log_likelihood"]
+__all__ = [
+    "METHODS",
+    "Estimate",
+    "bits_per_dim",
+    "describe_estimator",
+    "estimate",
+    "importance_log_weights",
+    "log_likelihood",
+]
 
 METHODS = ("is", "ais")
 
@@ -140,14 +148,34 @@ def _implicit_guide(guide: Callable, tensors: tuple, device) -> bool:
 def _importance_sampled(
     model, guide, family, batch, data_plates, samples, max_rows, settings
 ) -> torch.Tensor:
-    """log (1/K) sum_k w_k per point, the K samples taken in chunks of at most ``max_rows`` rows."""
+    """log (1/K) sum_k w_k per point."""
+    log_w = importance_log_weights(
+        model, guide if family == "latent" else None, batch, data_plates, samples, max_rows
+    )
+    return torch.logsumexp(log_w, dim=1) - math.log(samples)
+
+
+def importance_log_weights(
+    model: Callable,
+    guide: Callable | None,
+    batch: tuple,
+    data_plates: tuple[str, ...],
+    samples: int,
+    max_rows: int = 1024,
+) -> torch.Tensor:
+    """log w_k = log p(x, z_k) - log q(z_k | x) for K samples per data point, ``(N, K)``.
+
+    The samples are drawn by repeating each point inside the data plate, at most ``max_rows`` rows per
+    pass. With no guide the weight is p(x | z) with z from the prior (or, for a model without latents,
+    the exact p(x)).
+    """
     per_chunk = max(1, min(samples, max_rows // len(batch[0])))
     parts = []
     with torch.no_grad():
         for start in range(0, samples, per_chunk):
             k = min(per_chunk, samples - start)
             rows = repeat_rows(batch, k)
-            if guide is not None and family == "latent":
+            if guide is not None:
                 guide_trace = poutine.trace(guide).get_trace(*rows)
                 model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*rows)
                 log_w = per_point(model_trace, data_plates, len(rows[0]))
@@ -155,8 +183,8 @@ def _importance_sampled(
             else:  # exact, or the prior as proposal: the weight is p(x | z)
                 model_trace = poutine.trace(model).get_trace(*rows)
                 log_w = per_point(model_trace, data_plates, len(rows[0]), _observed)
-            parts.append(torch.logsumexp(log_w.reshape(-1, k), dim=1))
-    return torch.logsumexp(torch.stack(parts, dim=1), dim=1) - math.log(samples)
+            parts.append(log_w.reshape(-1, k))
+    return torch.cat(parts, dim=1)
 
 
 def _annealed(model, guide, family, batch, data_plates, samples, max_rows, settings) -> torch.Tensor:
