@@ -34,7 +34,9 @@ from pplgen.infer.svi import ACTIVE_THRESHOLD
 __all__ = ["Diagnosis", "diagnose"]
 
 SHIFT_OK, SPREAD_OK = 0.25, (0.8, 1.25)  # VI agrees with NUTS: means within 0.25 sd, spreads within 20 %
-BAD_SHARE = 0.1  # an amortised guide is poor when more than 10 % of the points have k̂ above the threshold
+# an amortised guide is questionable when more than 10 % of the points have k̂ above the threshold, and
+# has failed when more than half have
+BAD_SHARE, FAILED_SHARE = 0.1, 0.5
 
 
 @dataclass
@@ -368,7 +370,7 @@ def _khat_findings(found: Diagnosis) -> list[tuple[int, str]]:
         if bad > BAD_SHARE:
             return [
                 (
-                    2,
+                    1 if bad <= FAILED_SHARE else 2,
                     f"The guide's posteriors are unreliable for {bad:.0%} of the data points (k̂ at or above "
                     f"{found.threshold:.2f}): there q(z | x) misses part of p(z | x), so estimates from the "
                     "guide (and the ELBO) are off.",

@@ -10,7 +10,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
-from pplgen.errors import CheckpointError, program_errors
+from pplgen.errors import CheckpointError, ModelError, program_errors
 from pplgen.infer.checks import chunks
 from pplgen.infer.params import ParamSet, modules_of, on_device
 
@@ -104,6 +104,11 @@ class Trainer:
             self.params.add_module(role, module)
         with torch.random.fork_rng(devices=self._rng_devices()), pyro.validation_enabled(False):
             self.run(lambda: self.loss(batch, num_data))
+        if not list(self.params):
+            raise ModelError(
+                "nothing to train: neither the model nor the guide has a parameter (pyro.param, a PyroModule "
+                "or pyro.module)"
+            )
         self.optimizer = torch.optim.Adam(list(self.params), lr=self.lr, betas=self.betas)
 
     def _rng_devices(self) -> list:
