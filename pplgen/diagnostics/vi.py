@@ -187,17 +187,17 @@ def diagnose(
 
     Example:
         >>> import torch, pyro, pyro.distributions as dist, pplgen
-        >>> def model(x):
-        ...     mu = pyro.sample("mu", dist.Normal(0.0, 10.0))
-        ...     with pyro.plate("data", len(x)):
-        ...         pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
-        >>> x = torch.randn(50) + 3.0
-        >>> result = pplgen.fit(model, x, epochs=2000, batch_size=50, lr=0.01, valid_fraction=0, seed=0)
-        >>> found = pplgen.diagnose(result, x, nuts=False)
+        >>> def coin(flips):
+        ...     p = pyro.sample("p", dist.Beta(1.0, 1.0))
+        ...     with pyro.plate("flips", len(flips)):
+        ...         pyro.sample("flip", dist.Bernoulli(p), obs=flips)
+        >>> flips = (torch.rand(100) < 0.3).float()
+        >>> result = pplgen.fit(coin, flips, epochs=1000, batch_size=100, lr=0.01, valid_fraction=0, seed=0)
+        >>> found = pplgen.diagnose(result, flips, nuts=False)
         >>> found.khat < 0.5
         True
         >>> found.verdicts[0]
-        'Inference worked: ...'
+        'Inference worked: k̂ = ... < 0.5: good. ...'
     """
     if not isinstance(result, FitResult):
         raise TypeError(f"expected a FitResult from pplgen.fit, got {type(result).__name__}")

@@ -18,7 +18,7 @@ def as_cpu(values: torch.Tensor | Sequence) -> torch.Tensor:
 
 def axes(ax: Axes | None, size: tuple[float, float] = (5, 4)) -> Axes:
     """``ax`` itself, or the Axes of a new figure of ``size`` inches."""
-    return ax if ax is not None else plt.figure(figsize=size).add_subplot()
+    return ax if ax is not None else plt.figure(figsize=size, layout="constrained").add_subplot()
 
 
 def panels(n: int, ncols: int, size: tuple[float, float]) -> tuple[Figure, list[Axes]]:
