@@ -14,7 +14,7 @@ pyro.settings.set(module_local_params=True)
 from pplgen import data, diagnostics, errors, guides, models, plot  # noqa: E402
 from pplgen.diagnostics import diagnose, to_inference_data  # noqa: E402
 from pplgen.distributions import Implicit  # noqa: E402
-from pplgen.evaluate import bits_per_dim, log_likelihood, sample  # noqa: E402
+from pplgen.evaluate import bits_per_dim, decode, encode, log_likelihood, reconstruct, sample  # noqa: E402
 from pplgen.graph import classify, inspect  # noqa: E402
 from pplgen.guides import AmortisedGuide  # noqa: E402
 from pplgen.infer import ELBO, IWAE, AdversarialSettings, FitResult, fit  # noqa: E402
@@ -32,9 +32,11 @@ __all__ = [
     "bits_per_dim",
     "classify",
     "data",
+    "decode",
     "diagnose",
     "diagnostics",
     "draw",
+    "encode",
     "errors",
     "fit",
     "guides",
@@ -42,6 +44,7 @@ __all__ = [
     "log_likelihood",
     "models",
     "plot",
+    "reconstruct",
     "sample",
     "to_inference_data",
     "to_dot",

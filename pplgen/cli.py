@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -81,6 +82,7 @@ def _fit(args) -> int:
     from pplgen.infer import fit
     from pplgen.runs import program_label, save_run
 
+    torch.manual_seed(args.seed)  # the networks' initial weights: --seed makes the whole run repeatable
     program, dataset, options = _program_and_data(args)
     valid = datasets.load(args.data, split="valid", **options)
     run_dir = Path(args.out or f"runs/{program_label(program.spec).replace(':', '-')}-{args.data}")
@@ -104,7 +106,7 @@ def _fit(args) -> int:
         out=run_dir,
         resume=args.resume,
     )
-    save_run(run_dir, result, program, {"name": args.data, "options": options})
+    pictures = save_run(run_dir, result, program, {"name": args.data, "options": options})
     last = result.history[-1]
     skip = ("epoch", "time_s", "active_units", "latent_units")
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in skip and isinstance(v, float))
@@ -114,7 +116,8 @@ def _fit(args) -> int:
             f"active latent units: {last['active_units']} of {last['latent_units']} "
             "(KL per dimension in history.json)"
         )
-    print(f"wrote {run_dir}/ (config.json, result.pt, checkpoint.pt, history.json, graph.png, curves.png)")
+    written = ", ".join(["config.json", "result.pt", "checkpoint.pt", "history.json", *pictures])
+    print(f"wrote {run_dir}/ ({written})")
     return 0
 
 
@@ -188,13 +191,27 @@ def _evaluate(args) -> int:
         method=args.method,
         ais=ais,
     )
+    if not args.json:
+        _print_row(row)
+    if args.diagnose:
+        diagnosis = _diagnose(args, result, dataset, program)
+        row["diagnosis"] = _plain(diagnosis.to_dict())
+        if not args.json:
+            print(diagnosis.table(), flush=True)
+        _khat_picture(diagnosis, Path(args.run_dir), file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(row))
-    elif "nats" in row:
+    return 0
+
+
+def _print_row(row: dict) -> None:
+    """The evaluation in one line (two for a conditional program's label accuracy)."""
+    if "nats" in row:
         print(
             f"{row['data']} {row['split']} (n={row['n']}): {row['nats']:.3f} ± {row['nats_stderr']:.3f} "
             "nats per data point, "
-            f"{row['bits_per_dim']:.4f} bits/dim ({row['estimator']})"
+            f"{row['bits_per_dim']:.4f} bits/dim ({row['estimator']})",
+            flush=True,
         )
     elif "fd" in row:
         print(
@@ -211,7 +228,46 @@ def _evaluate(args) -> int:
         )
     else:
         print(row["note"])
-    return 0
+
+
+def _diagnose(args, result, dataset, program):
+    """``pplgen.diagnose`` on the evaluated points, with the command line's settings."""
+    from pplgen.diagnostics import diagnose
+
+    if args.diagnose_samples < 25:
+        raise DataError(
+            f"--diagnose-samples must be at least 25 for a Pareto fit, got {args.diagnose_samples}"
+        )
+    nuts = {"auto": None, "yes": True, "no": False}[args.nuts]
+    tensors = dataset.tensors(program.takes_labels)
+    return diagnose(result, tensors, num_samples=args.diagnose_samples, nuts=nuts, seed=args.seed)
+
+
+def _khat_picture(diagnosis, run_dir: Path, file) -> None:
+    """``khat.png`` in the run folder, when there are per-point k̂ values."""
+    if diagnosis.khat_points is None:
+        return
+    import matplotlib.pyplot as plt
+
+    from pplgen import plot
+
+    figure = plot.khat(diagnosis.khat_points, sample_size=diagnosis.num_samples)
+    figure.savefig(run_dir / "khat.png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    print(f"wrote {run_dir / 'khat.png'} (Pareto k\u0302 per data point)", file=file)
+
+
+def _plain(value):
+    """``value`` as JSON-ready data: tensors as lists, NaN and infinities as None."""
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _demo(args) -> int:
@@ -302,6 +358,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("inference diagnostics (latent models)")
+    g.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="check the guide: Pareto k-hat per point, the bound gap, collapse; writes khat.png",
+    )
+    g.add_argument("--diagnose-samples", type=int, default=1000, metavar="S", help="guide draws per point")
+    g.add_argument(
+        "--nuts",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="run NUTS beside the guide (auto: for at most 50 latent numbers)",
+    )
     p.set_defaults(run=_evaluate)
 
     p = sub.add_parser("demo", help="fit one model of each family on embedded data (about a minute)")

@@ -1,5 +1,7 @@
 """The pplgen command: each subcommand end to end, and errors as one line with exit status 2."""
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -70,6 +72,9 @@ def test_fit_sample_evaluate_an_exact_model(capsys, tmp_path):
     assert row["nats"] == pytest.approx(history[-1]["val_nll"], rel=0.15)  # test and valid are alike
     code, out, _ = run(capsys, "evaluate", str(run_dir))
     assert "nats per data point" in out and "(exact)" in out
+    code, out, _ = run(capsys, "evaluate", str(run_dir), "--diagnose", "--limit", "20")
+    assert code == 0 and "Nothing to check: the likelihood is exact" in out
+    assert not (run_dir / "khat.png").exists()  # no k̂ without a guide
 
 
 def test_fit_and_evaluate_a_gan_reports_sample_metrics(capsys, tmp_path):
@@ -209,3 +214,52 @@ def test_a_deep_markov_model_draws_its_steps_as_the_rows_of_each_digit(capsys, t
     assert steps.shape == (8, 8, 8)
     rows = write_samples(steps.flatten(1), dataset, tmp_path / "rows.png")
     assert (matplotlib.image.imread(out) == matplotlib.image.imread(rows)).all()
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    """A small VAE fitted for two epochs on digits: its run directory and what ``pplgen fit`` printed."""
+    run_dir = tmp_path_factory.mktemp("vae") / "run"
+    sizes = ["--set", "z_dim=4", "--set", "hidden=32"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["fit", "vae", "--data", "digits", *sizes, "--epochs", "2", "--out", str(run_dir)])
+    assert code == 0
+    return run_dir, printed.getvalue()
+
+
+def test_fitting_a_vae_draws_its_latent_space(vae_run):
+    run_dir, out = vae_run
+    pictures = ("graph.png", "curves.png", "reconstructions.png", "latents.png", "traversal.png")
+    for name in pictures:
+        assert (run_dir / name).stat().st_size > 1000, name
+    assert f"({', '.join(['config.json', 'result.pt', 'checkpoint.pt', 'history.json', *pictures])})" in out
+    height, width, _ = matplotlib.image.imread(run_dir / "traversal.png").shape
+    assert height > 400 and width > 400  # six rows of seven images
+
+
+def test_evaluate_diagnose_prints_khat_and_a_verdict(vae_run, capsys):
+    run_dir, _ = vae_run
+    argv = ["evaluate", str(run_dir), "--diagnose", "--limit", "60", "--diagnose-samples", "100"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "nats per data point" in lines[0]  # the usual evaluation comes first
+    assert "Pareto k\u0302 per data point" in out and "S=100" in out and "Verdict:" in out
+    assert f"wrote {run_dir / 'khat.png'}" in lines[-1]
+    assert (run_dir / "khat.png").stat().st_size > 1000
+
+
+def test_evaluate_diagnose_as_json(vae_run, capsys):
+    run_dir, _ = vae_run
+    argv = ["evaluate", str(run_dir), "--diagnose", "--limit", "60", "--diagnose-samples", "100", "--json"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    row = json.loads(out)  # stdout holds the JSON alone; where khat.png went is said on stderr
+    diagnosis = row["diagnosis"]
+    assert diagnosis["verdicts"] and diagnosis["verdicts"][0].startswith("Inference")
+    assert len(diagnosis["khat_points"]) == 60 and diagnosis["num_samples"] == 100
+    json.dumps(diagnosis, allow_nan=False)  # strict JSON: no NaN, no tensors
+    assert "khat.png" in err
+    code, _, err = run(capsys, "evaluate", str(run_dir), "--diagnose", "--diagnose-samples", "10")
+    assert code == 2 and "--diagnose-samples must be at least 25" in err and err.count("\n") == 1

@@ -102,7 +102,8 @@ class Diagnosis:
 
     def table(self) -> str:
         """The findings as lines of text: numbers first, then the verdicts."""
-        lines = [f"Inference diagnostics ({self.family} model, {self.num_points} data points)"]
+        points = f", {self.num_points} data points" if self.num_points else ""
+        lines = [f"Inference diagnostics ({self.family} model{points})"]
         if self.khat_points is not None:
             k = self.khat_points
             of = "importance ratios p(x, z) / q(z | x)" if self.khat_points_of == "importance" else "PSIS-LOO"
@@ -242,7 +243,7 @@ def _wants_nuts(nuts: bool | None, numbers: int, limit: int, found: Diagnosis) -
     if nuts is None and numbers > limit:
         found.notes.append(
             f"NUTS not run: {numbers:,} latent numbers over these data points (it runs by itself for at most "
-            f"{limit}; pass nuts=True to insist)"
+            f"{limit}; pass nuts=True, or --nuts yes to pplgen evaluate, to insist)"
         )
     return bool(nuts) or (nuts is None and numbers <= limit)
 
@@ -403,12 +404,11 @@ def _collapse_findings(found: Diagnosis) -> list[tuple[int, str]]:
     for name, units in found.latent_units.items():
         active = found.active_units.get(name, 0)
         kl = sum(found.kl_per_dim.get(name, []))
+        used = f"all {units} dimensions are active"
+        if active < units:
+            used = f"{active} of {units} dimensions are active (the other {units - active} keep the prior)"
         said.append(
-            (
-                0,
-                f"{name}: {active} of {units} dimensions are active (the rest have the prior as posterior); "
-                f"its KL, {kl:.2f} nats per data point, bounds what it tells about each point.",
-            )
+            (0, f"{name}: {used}; its KL, {kl:.2f} nats per data point, bounds what it says of a point.")
         )
     return said
 

@@ -1,6 +1,7 @@
-"""Log-likelihood estimators, sampling and sample metrics."""
+"""Log-likelihood estimators, sampling, sample metrics, and latent codes (encode, decode)."""
 
 from pplgen.evaluate.ais import AISSettings
+from pplgen.evaluate.codes import decode, encode, reconstruct
 from pplgen.evaluate.features import (
     FeatureClassifier,
     frechet_distance,
@@ -27,11 +28,14 @@ __all__ = [
     "GaussianObservation",
     "ScaleChoice",
     "choose_scale",
+    "decode",
+    "encode",
     "frechet_distance",
     "gaussian_observation",
     "image_metrics",
     "implicit_log_likelihood",
     "precision_recall",
+    "reconstruct",
     "train_feature_classifier",
     "bits_per_dim",
     "estimate",
