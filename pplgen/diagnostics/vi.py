@@ -110,7 +110,8 @@ class Diagnosis:
                 f"{_share(k >= self.threshold)} at or above {self.threshold:.2f}"
             )
         if self.khat is not None:
-            lines.append(f"  Pareto k̂ overall: {self.khat:.2f} (reliable below {self.threshold:.2f})")
+            which = "of the worst point" if self.khat_points_of == "importance" else "of the joint ratios"
+            lines.append(f"  Pareto k̂ {which}: {self.khat:.2f} (reliable below {self.threshold:.2f})")
         if self.elbo is not None:
             lines.append(
                 f"  ELBO {self.elbo:.3f}, importance-weighted bound (K={self.num_samples}) "
