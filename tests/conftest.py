@@ -33,6 +33,14 @@ def fresh_pyro_state():
     pyro.clear_param_store()
 
 
+@pytest.fixture(scope="session")
+def digits():
+    """The embedded binarised digits: the training and validation splits (Datasets)."""
+    from pplgen import data
+
+    return data.load("digits", "train"), data.load("digits", "valid")
+
+
 def needs_data_file(name: str):
     """Skip marker for tests that read a file from the data directory when it is absent."""
     root = os.environ.get("PPLGEN_DATA")

@@ -12,16 +12,10 @@ from pyro import poutine
 from torch import nn
 
 import pplgen
-from pplgen import data as datasets
 from pplgen.errors import GuideError
 from pplgen.guides.amortised import AmortisedGuide
 from pplgen.infer.result import FitResult
 from tests import tutorial_programs as programs
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return datasets.load("digits", "train"), datasets.load("digits", "valid")
 
 
 def base(fn):

@@ -8,18 +8,12 @@ from pyro import poutine
 from torch import nn
 
 import pplgen
-from pplgen import data as datasets
 from pplgen.errors import DataError, ModelError
 from pplgen.guides import AmortisedGuide
 from pplgen.models import VAE
 from tests import programs
 
 Z_DIM = 4
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return datasets.load("digits", "train"), datasets.load("digits", "valid")
 
 
 @pytest.fixture(scope="module")

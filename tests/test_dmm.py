@@ -25,11 +25,6 @@ SMALL = {"z_dim": 4, "transition_dim": 16, "emission_dim": 16, "rnn_dim": 16}
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return datasets.load("digits", "train"), datasets.load("digits", "valid")
-
-
-@pytest.fixture(scope="module")
 def trained(digits):
     train, valid = digits
     module = DMM.from_dataset(train, z_dim=8, transition_dim=32, emission_dim=32, rnn_dim=32)
