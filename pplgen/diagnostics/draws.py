@@ -20,6 +20,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from pplgen.errors import ImplicitLikelihoodError, ModelError
+from pplgen.guides.structure import data_axis
 from pplgen.infer.checks import chunks
 from pplgen.infer.pointwise import per_point
 
@@ -142,9 +143,7 @@ class _Layout:
             batch_rank = value.dim() - site["fn"].event_dim
             plates = {f.dim: f.name for f in site["cond_indep_stack"] if f.vectorized}
             names = tuple(plates.get(axis - batch_rank, f"{name}_dim_{axis}") for axis in range(value.dim()))
-            frames = [f for f in site["cond_indep_stack"] if f.name in self.data_plates]
-            axis = batch_rank + frames[0].dim if frames else None
-            self.axes[name] = (names, axis)
+            self.axes[name] = (names, data_axis({**site, "value": value}, self.data_plates))
 
     def join(self, name: str, parts: list[torch.Tensor]) -> torch.Tensor:
         axis = self.axes[name][1]

@@ -110,7 +110,7 @@ def to_inference_data(
     tensors = tuple(t.to(result.device) for t in tensors)
     prior_samples = 0 if exact else num_samples if prior_samples is None else prior_samples
     with torch.no_grad(), on_device(result.device), evaluation_mode(result.model, result.guide):
-        graph = inspect(result.model, *tuple(t[:2] for t in tensors))
+        graph = result.graph
         posterior = draw(
             result.model, None if exact else result.guide, tensors, graph, 1 if exact else num_samples,
             predictive=predictive and not exact, max_rows=max_rows,

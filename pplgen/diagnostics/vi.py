@@ -24,7 +24,6 @@ from pplgen.diagnostics.psis import good_threshold, psis, psis_loo
 from pplgen.diagnostics.verdicts import verdicts
 from pplgen.errors import ModelError
 from pplgen.evaluate.likelihood import importance_log_weights
-from pplgen.graph import inspect
 from pplgen.infer.avb import implicit_sites
 from pplgen.infer.checks import as_tensors, chunks
 from pplgen.infer.objectives import ELBO
@@ -209,7 +208,7 @@ def diagnose(
     found = Diagnosis("latent", num_points=len(tensors[0]), num_samples=num_samples)
     found.threshold = good_threshold(num_samples)
     with torch.no_grad(), on_device(result.device), evaluation_mode(result.model, result.guide):
-        graph = inspect(result.model, *tuple(t[:2] for t in tensors))
+        graph = result.graph
         study = _Study(result.model, result.guide, tensors, graph, num_samples, max_rows)
         if study.implicit:
             found.notes.append(

@@ -25,6 +25,7 @@ from pyro.poutine.util import site_is_subsample
 
 from pplgen.errors import DataError, ModelError, program_errors
 from pplgen.evaluate.sampling import _join_chains
+from pplgen.guides.structure import data_axis
 from pplgen.infer.checks import as_tensors, chunks
 from pplgen.infer.params import evaluation_mode, on_device
 from pplgen.infer.pointwise import repeat_rows
@@ -66,17 +67,11 @@ def _latent_sites(trace: poutine.Trace, graph) -> tuple[list[_Site], list[str]]:
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site) or name not in latents:
             continue
-        frames = [f for f in site["cond_indep_stack"] if f.vectorized and f.name in data_plates]
-        if not frames:
+        axis = data_axis(site, data_plates)
+        if axis is None:
             global_.append(name)
             continue
         value = site["value"]
-        axis = value.dim() - len(site["fn"].event_shape) + frames[0].dim
-        if axis < 0:
-            raise ModelError(
-                f"latent site {name!r} is inside the data plate {frames[0].name!r} but its value of shape "
-                f"{tuple(value.shape)} has no dimension for it; expand its distribution to the plate"
-            )
         local.append(_Site(name, axis, value.shape[:axis] + value.shape[axis + 1 :]))
     return local, global_
 

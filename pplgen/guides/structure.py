@@ -30,7 +30,7 @@ from torch.distributions import biject_to
 from pplgen.errors import GuideError, ModelError, program_errors, program_name
 from pplgen.graph import isolated
 
-__all__ = ["LatentSpec", "PlateSpec", "observed_values", "read_latents"]
+__all__ = ["LatentSpec", "PlateSpec", "data_axis", "observed_values", "read_latents"]
 
 
 @dataclass(frozen=True)
@@ -102,15 +102,20 @@ def _plates(site: dict, data_plates: tuple[str, ...]) -> tuple[PlateSpec, ...]:
     )
 
 
-def _data_axis(site: dict, plates: tuple[PlateSpec, ...]) -> int | None:
-    data = [p for p in plates if p.data]
-    if not data:
+def data_axis(site: dict, data_plates) -> int | None:
+    """Where the data axis sits in a sample site's value (its batch dims then event dims), or None for a
+    site outside every data plate.
+
+    Raises:
+        ModelError: the site is inside a data plate but its value has no dimension for it.
+    """
+    frames = [f for f in site["cond_indep_stack"] if f.vectorized and f.name in data_plates]
+    if not frames:
         return None
-    batch_rank = site["value"].dim() - len(site["fn"].event_shape)
-    axis = batch_rank + data[0].dim
+    axis = site["value"].dim() - len(site["fn"].event_shape) + frames[0].dim
     if axis < 0:
-        raise GuideError(
-            f"latent site {site['name']!r} is inside the data plate {data[0].name!r} but its value of "
+        raise ModelError(
+            f"latent site {site['name']!r} is inside the data plate {frames[0].name!r} but its value of "
             f"shape {tuple(site['value'].shape)} has no dimension for it; expand its distribution to the "
             "plate (Pyro does this when the plate is vectorised)"
         )
@@ -136,7 +141,7 @@ def read_latents(model: Callable, graph: nx.DiGraph, batch: tuple) -> list[Laten
                 f"latent site {name!r} is inside a subsampled plate; the automatic guide needs plates over "
                 "the whole mini-batch (pplgen.fit makes the mini-batches), so drop subsample_size"
             )
-        axis = _data_axis(site, plates)
+        axis = data_axis(site, data_plates)
         value = site["value"]
         point_shape = value.shape if axis is None else value.shape[:axis] + value.shape[axis + 1 :]
         fn = site["fn"]
@@ -251,8 +256,7 @@ def observed_values(
                 "so the guide cannot condition on it"
             )
         value, msg = recorder.values[name]
-        plates = _plates(msg, data_plates)
-        axis = _data_axis(msg, plates)
+        axis = data_axis(msg, data_plates)
         found[name] = value.movedim(axis, 0) if axis else value
     if masks is not None:
         masks.update(recorder.masks)
