@@ -96,5 +96,8 @@ def run_demo(out: Path, *, epochs_scale: float = 1.0, device: str = "auto", seed
     (out / "summary.md").write_text(table + "\n")
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
     print(table)
-    print(f"\npictures in {out}/<model>/: graph.png, curves.png, samples.png")
+    print(
+        f"\npictures in {out}/<model>/: graph.png, curves.png, samples.png; for the VAE also "
+        "reconstructions.png, latents.png and traversal.png"
+    )
     return rows
