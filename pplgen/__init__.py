@@ -11,7 +11,7 @@ import pyro
 # two models never share state by name. This must hold before any PyroModule is built.
 pyro.settings.set(module_local_params=True)
 
-from pplgen import data, diagnostics, errors, guides, models, plot  # noqa: E402
+from pplgen import codec, data, diagnostics, errors, guides, models, plot  # noqa: E402
 from pplgen.diagnostics import diagnose, to_inference_data  # noqa: E402
 from pplgen.distributions import Implicit  # noqa: E402
 from pplgen.evaluate import bits_per_dim, decode, encode, log_likelihood, reconstruct, sample  # noqa: E402
@@ -31,6 +31,7 @@ __all__ = [
     "Implicit",
     "bits_per_dim",
     "classify",
+    "codec",
     "data",
     "decode",
     "diagnose",

@@ -1,4 +1,5 @@
-"""The ``pplgen`` command: inspect, fit, sample and evaluate model programs, and run the demo.
+"""The ``pplgen`` command: inspect, fit, sample and evaluate model programs, compress data with them, and
+run the demo.
 
 Every error about the user's input is one line on stderr and exit status 2, never a traceback.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from pplgen import data as datasets
+from pplgen.cli_codec import add_parsers as add_codec_parsers
 from pplgen.errors import DataError, PplgenError
 from pplgen.evaluate.ais import AISSettings
 from pplgen.guides import POSTERIORS, AmortisedGuide
@@ -372,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run NUTS beside the guide (auto: for at most 50 latent numbers)",
     )
     p.set_defaults(run=_evaluate)
+
+    add_codec_parsers(sub)
 
     p = sub.add_parser("demo", help="fit one model of each family on embedded data (about a minute)")
     p.add_argument("--out", default="pplgen-demo")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 __all__ = [
     "CheckpointError",
+    "CodecError",
     "DataError",
     "DataFileError",
     "GuideError",
@@ -55,6 +56,10 @@ class UnknownNameError(PplgenError, ValueError):
 
 class CheckpointError(PplgenError, ValueError):
     """A checkpoint is corrupted, truncated, or does not match the program it is loaded into."""
+
+
+class CodecError(PplgenError, ValueError):
+    """Compressed bytes that are truncated, corrupted, or decoded with a model they were not made with."""
 
 
 def program_name(fn: Callable) -> str:
