@@ -28,7 +28,7 @@ from common import add_fit_options, fit_settings, fit_within, pairs, record
 import pplgen
 from pplgen import data as datasets
 from pplgen import models
-from pplgen.evaluate import importance_log_weights
+from pplgen.evaluate.likelihood import importance_log_weights
 
 PIXELS = 784
 GOALS = {
