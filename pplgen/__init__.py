@@ -14,7 +14,15 @@ pyro.settings.set(module_local_params=True)
 from pplgen import codec, data, diagnostics, errors, guides, models, plot  # noqa: E402
 from pplgen.diagnostics import diagnose, to_inference_data  # noqa: E402
 from pplgen.distributions import Implicit  # noqa: E402
-from pplgen.evaluate import bits_per_dim, decode, encode, log_likelihood, reconstruct, sample  # noqa: E402
+from pplgen.evaluate import (  # noqa: E402
+    anomaly_scores,
+    bits_per_dim,
+    decode,
+    encode,
+    log_likelihood,
+    reconstruct,
+    sample,
+)
 from pplgen.graph import classify, inspect  # noqa: E402
 from pplgen.guides import AmortisedGuide  # noqa: E402
 from pplgen.infer import ELBO, IWAE, AdversarialSettings, FitResult, fit  # noqa: E402
@@ -29,6 +37,7 @@ __all__ = [
     "AmortisedGuide",
     "FitResult",
     "Implicit",
+    "anomaly_scores",
     "bits_per_dim",
     "classify",
     "codec",

@@ -1,6 +1,8 @@
-"""Log-likelihood estimators, sampling, sample metrics, and latent codes (encode, decode)."""
+"""Log-likelihood estimators, sampling, sample metrics, anomaly scores, latent codes (encode, decode) and
+linear probes of them."""
 
 from pplgen.evaluate.ais import AISSettings
+from pplgen.evaluate.anomaly import AnomalyScores, anomaly_scores, auroc
 from pplgen.evaluate.codes import decode, encode, reconstruct
 from pplgen.evaluate.features import (
     FeatureClassifier,
@@ -18,15 +20,19 @@ from pplgen.evaluate.implicit_ais import (
 )
 from pplgen.evaluate.likelihood import Estimate, bits_per_dim, estimate, log_likelihood
 from pplgen.evaluate.modes import mode_metrics
+from pplgen.evaluate.probe import linear_probe
 from pplgen.evaluate.report import summary
 from pplgen.evaluate.sampling import sample
 
 __all__ = [
     "AISSettings",
+    "AnomalyScores",
     "Estimate",
     "FeatureClassifier",
     "GaussianObservation",
     "ScaleChoice",
+    "anomaly_scores",
+    "auroc",
     "choose_scale",
     "decode",
     "encode",
@@ -34,6 +40,7 @@ __all__ = [
     "gaussian_observation",
     "image_metrics",
     "implicit_log_likelihood",
+    "linear_probe",
     "precision_recall",
     "reconstruct",
     "train_feature_classifier",
