@@ -39,14 +39,59 @@ from pplgen.errors import CodecError
 __all__ = ["BitsBack", "DiscretisedNormal"]
 
 
-def _normal(fn: dist.Distribution, name: str, role: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _unwrap(fn: dist.Distribution) -> dist.Distribution:
     while isinstance(fn, dist.Independent | torch.distributions.Independent):
         fn = fn.base_dist
+    return fn
+
+
+def _normal(fn: dist.Distribution, name: str, role: str) -> tuple[torch.Tensor, torch.Tensor]:
+    fn = _unwrap(fn)
     if not isinstance(fn, torch.distributions.Normal):
         raise CodecError(
             f"bits-back coding needs a Normal {role} for latent site {name!r}, got {type(fn).__name__}"
         )
     return fn.loc, fn.scale
+
+
+class _Posterior:
+    r"""A Gaussian posterior over the ``d`` latent dimensions of ``n`` points, :math:`z = \mu + L \epsilon`
+    with :math:`L` lower triangular (diagonal for a factorised Normal), read one dimension at a time:
+    :math:`z_i \mid z_{<i} \sim N(\mu_i + \sum_{j<i} L_{ij} \epsilon_j, L_{ii}^2)`, where
+    :math:`\epsilon_{<i}` solves :math:`L_{<i,<i} \epsilon_{<i} = z_{<i} - \mu_{<i}`."""
+
+    def __init__(self, fn: dist.Distribution, name: str, shape: torch.Size):
+        fn, n = _unwrap(fn), shape[0]
+        if isinstance(fn, torch.distributions.MultivariateNormal):
+            if len(shape) != 2:
+                raise CodecError(
+                    f"latent site {name!r}: expected a (N, d) MultivariateNormal, got {tuple(shape)}"
+                )
+            loc, tril, self.diagonal = fn.loc.expand(shape), fn.scale_tril.expand(*shape, shape[1]), False
+        else:
+            loc, scale = _normal(fn, name, "posterior")
+            loc, tril, self.diagonal = (
+                loc.expand(shape).reshape(n, -1),
+                scale.expand(shape).reshape(n, -1),
+                True,
+            )
+        self.loc, self.tril = (
+            t.detach().to(torch.float64).cpu() for t in (loc, tril)
+        )  # tril: (n, d) if diagonal
+
+    @property
+    def dims(self) -> int:
+        return self.loc.shape[1]
+
+    def conditional(self, i: int, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loc, scale)`` of :math:`z_i` given the earlier dimensions' values ``z`` ``(n, >= i)``."""
+        if self.diagonal:
+            return self.loc[:, i], self.tril[:, i]
+        if i == 0:
+            return self.loc[:, 0], self.tril[:, 0, 0]
+        known = (z[:, :i] - self.loc[:, :i]).unsqueeze(-1)
+        eps = torch.linalg.solve_triangular(self.tril[:, :i, :i], known, upper=False).squeeze(-1)
+        return self.loc[:, i] + (self.tril[:, i, :i] * eps).sum(-1), self.tril[:, i, i]
 
 
 class DiscretisedNormal:
@@ -96,18 +141,14 @@ class DiscretisedNormal:
         starts = self._below(low, rows)
         return low, starts, self._below(low + 1, rows) - starts
 
-    def values(self, buckets: np.ndarray) -> torch.Tensor:
-        """Each bucket's prior median, :math:`\\mu + \\sigma\\,\\Phi^{-1}((j + 1/2) / 2^b)`."""
-        middle = (torch.from_numpy(buckets).to(torch.float64) + 0.5) / 2**self.bits
-        return self.prior[0] + self.prior[1] * torch.special.ndtri(middle)
-
 
 class BitsBack:
     """Codes the first data tensor of a latent program with one local Normal latent site, by bits back.
 
     Args:
         model: the model program, ``model(x, *given)``.
-        guide: its encoder, ``guide(x, *given)``, with a Normal distribution at the latent site.
+        guide: its encoder, ``guide(x, *given)``, with a Normal (factorised) or MultivariateNormal (full
+            covariance, coded one dimension given the ones before) at the latent site.
         precision: bits of the observation's frequency tables.
         latent_bits: buckets per latent dimension, :math:`2^b`.
         posterior_precision: bits of the posterior's frequency tables.
@@ -123,8 +164,8 @@ class BitsBack:
             posterior_precision,
         )
 
-    def _latent(self, batch: tuple) -> tuple[str, torch.Size, list[torch.Tensor]]:
-        """The latent site's name, its value's shape, and the posterior's ``[loc, scale]``, ``(B, d)``."""
+    def _latent(self, batch: tuple) -> tuple[str, torch.Size, _Posterior]:
+        """The latent site's name, its value's shape, and the posterior q(z | x) of the batch."""
         trace = run(self.guide, batch)
         sites = [s for s in trace.nodes.values() if s["type"] == "sample" and not s["is_observed"]
                  and not site_is_subsample(s)]  # fmt: skip
@@ -138,36 +179,44 @@ class BitsBack:
                 f"latent site {site['name']!r} has shape {tuple(shape)}: the coder needs the data points "
                 "along its first dimension"
             )
-        posterior = _normal(site["fn"], site["name"], "posterior")
-        return site["name"], shape, [t.expand(shape).reshape(n, -1) for t in posterior]
+        return site["name"], shape, _Posterior(site["fn"], site["name"], shape)
 
-    def _dimensions(self, batch: tuple, name: str, shape: torch.Size, posterior) -> list[DiscretisedNormal]:
-        """One :class:`DiscretisedNormal` per latent dimension, its buckets from the model's prior."""
-        trace = run(self.model, batch, {name: posterior[0].reshape(shape)})
-        prior = [
-            t.expand(shape).reshape(shape[0], -1) for t in _normal(trace.nodes[name]["fn"], name, "prior")
-        ]
-        return [
-            DiscretisedNormal([t[:, i] for t in prior], [t[:, i] for t in posterior], self.latent_bits,
-                              self.posterior_precision)
-            for i in range(prior[0].shape[1])
-        ]  # fmt: skip
+    def _prior(self, batch: tuple, name: str, shape: torch.Size, posterior: _Posterior) -> list[torch.Tensor]:
+        """The model's prior ``[loc, scale]`` at the latent site, ``(B, d)`` each (its buckets' edges)."""
+        stand_in = posterior.loc.to(batch[0].device, torch.get_default_dtype()).reshape(shape)
+        trace = run(self.model, batch, {name: stand_in})
+        prior = _normal(trace.nodes[name]["fn"], name, "prior")
+        return [t.detach().to(torch.float64).cpu().expand(shape).reshape(shape[0], -1) for t in prior]
 
-    def _observation(self, batch: tuple, name: str, shape: torch.Size, dims, buckets: np.ndarray):
-        """The observation's coder and observed value, given the latents of ``buckets`` (``(B, d)``)."""
-        z = torch.stack([d.values(buckets[:, i]) for i, d in enumerate(dims)], dim=1)
+    def _dimension(self, prior, posterior: _Posterior, i: int, z: torch.Tensor) -> DiscretisedNormal:
+        """The coder of latent dimension ``i`` given the values ``z`` of the dimensions before it."""
+        conditional = posterior.conditional(i, z)
+        return DiscretisedNormal([t[:, i] for t in prior], conditional, self.latent_bits,
+                                 self.posterior_precision)  # fmt: skip
+
+    def _values(self, prior, buckets: np.ndarray) -> torch.Tensor:
+        """The latent values ``(B, d)`` of ``buckets``: each bucket's prior median."""
+        middle = (torch.from_numpy(buckets).to(torch.float64) + 0.5) / 2**self.latent_bits
+        return prior[0] + prior[1] * torch.special.ndtri(middle)
+
+    def _observation(self, batch: tuple, name: str, shape: torch.Size, z: torch.Tensor):
+        """The observation's coder and observed value, given the latent values ``z`` (``(B, d)``)."""
         z = z.to(batch[0].device, torch.get_default_dtype()).reshape(shape)
         return site_coder(run(self.model, batch, {name: z}), self.precision, batch[0], skip=(name,))
 
     def push(self, message: Message, batch: tuple) -> None:
         """Code ``batch[0]`` onto ``message`` (the other tensors are given to both ends)."""
         name, shape, posterior = self._latent(batch)
-        dims = self._dimensions(batch, name, shape, posterior)
-        buckets = np.stack([d.pop(message) for d in dims], axis=1)  # (B, d): drawn from q by decoding
-        coder, value = self._observation(batch, name, shape, dims, buckets)
+        prior = self._prior(batch, name, shape, posterior)
+        buckets = np.zeros((shape[0], posterior.dims), dtype=np.int64)
+        z = torch.zeros(shape[0], posterior.dims, dtype=torch.float64)
+        for i in range(posterior.dims):  # drawn from q, one dimension given the ones before, by decoding
+            buckets[:, i] = self._dimension(prior, posterior, i, z).pop(message)
+            z[:, i] = self._values(prior, buckets)[:, i]
+        coder, value = self._observation(batch, name, shape, z)
         coder.push(message, value)
         ones = np.ones(len(buckets), dtype=np.int64)
-        for i in reversed(range(len(dims))):  # each bucket with the prior: b bits
+        for i in reversed(range(posterior.dims)):  # each bucket with the prior: b bits
             message.push(buckets[:, i], ones, self.latent_bits)
 
     def pop(
@@ -176,12 +225,14 @@ class BitsBack:
         """Decode one chunk of ``x_shape`` values; ``given`` are the other tensors of the batch."""
         batch = with_placeholder(x_shape, dtype, given, device)
         name, shape, posterior = self._latent(batch)  # a stand-in posterior: only the prior is read
-        dims = self._dimensions(batch, name, shape, posterior)
+        prior = self._prior(batch, name, shape, posterior)
         uniform = lambda cf, rows: (cf.astype(np.int64), cf, np.ones(len(cf), dtype=np.int64))
-        buckets = np.stack([message.pop(x_shape[0], self.latent_bits, uniform) for _ in dims], axis=1)
-        x = self._observation(batch, name, shape, dims, buckets)[0].pop(message)
+        pops = [message.pop(x_shape[0], self.latent_bits, uniform) for _ in range(posterior.dims)]
+        buckets = np.stack(pops, axis=1)
+        z = self._values(prior, buckets)
+        x = self._observation(batch, name, shape, z)[0].pop(message)
         batch = (x.to(device, dtype).reshape(x_shape), *given)
         _, _, posterior = self._latent(batch)
-        for i, d in reversed(list(enumerate(self._dimensions(batch, name, shape, posterior)))):
-            d.push(message, buckets[:, i])  # the bits the coder borrowed, given back
+        for i in reversed(range(posterior.dims)):  # the bits the coder borrowed, given back
+            self._dimension(prior, posterior, i, z).push(message, buckets[:, i])
         return batch[0]

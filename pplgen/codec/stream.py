@@ -127,7 +127,8 @@ def compress(
     An **exact** model (NADE, PixelCNN, WaveNet, any program whose one observed site has a discrete or
     autoregressive distribution) drives rANS with its conditionals :math:`p(x_i \mid x_{<i})`; the
     coded size is within a few bits of :math:`-\log_2 p(x)` per data point plus 64 bits per lane.
-    A **latent** model with a Normal latent and guide codes by bits back (BB-ANS): the size
+    A **latent** model with one Normal latent site and a Normal or full-covariance Normal guide codes by
+    bits back (BB-ANS): the size
     approaches the negative ELBO, :math:`-\log_2 p(x \mid z) - \log_2 p(z) + \log_2 q(z \mid x)`.
 
     Args:
