@@ -156,8 +156,8 @@ def _sample(args) -> int:
     if args.seed is not None:
         torch.manual_seed(args.seed)
     batch = None
-    if program.takes_labels:  # a conditional program: the labels say what to draw
-        batch = (torch.zeros(args.n, *dataset.event_shape, dtype=dataset.x.dtype), _labels(args, dataset))
+    if program.takes_labels:  # a conditional program: the labels (or actions) say what to draw
+        batch = (torch.zeros(args.n, *dataset.event_shape, dtype=dataset.x.dtype), _conditions(args, dataset))
     elif args.label is not None:
         raise DataError("--label applies to programs conditioned on labels; this one takes none")
     samples = sample(result, args.n, batch, mean=args.mean)
@@ -166,8 +166,13 @@ def _sample(args) -> int:
     return 0
 
 
-def _labels(args, dataset) -> torch.Tensor:
-    """The label of every sample: ``--label`` for all of them, else the data's labels in turn."""
+def _conditions(args, dataset) -> torch.Tensor:
+    """What each sample is drawn under: ``--label`` for all of them, else the data's labels in turn; for
+    data whose ``y`` holds actions (floats, as a world model's trajectories), the data's actions in turn."""
+    if dataset.y.is_floating_point():
+        if args.label is not None:
+            raise DataError(f"--label draws a class, but {dataset.name}'s y holds actions, not class labels")
+        return dataset.y[torch.arange(args.n) % len(dataset.y)]
     classes = int(dataset.y.max()) + 1
     if args.label is None:
         return torch.arange(args.n) % classes

@@ -18,6 +18,7 @@ __all__ = [
     "DataFileError",
     "GuideError",
     "ImplicitLikelihoodError",
+    "MissingDependencyError",
     "ModelError",
     "PplgenError",
     "UnknownNameError",
@@ -60,6 +61,10 @@ class CheckpointError(PplgenError, ValueError):
 
 class CodecError(PplgenError, ValueError):
     """Compressed bytes that are truncated, corrupted, or decoded with a model they were not made with."""
+
+
+class MissingDependencyError(PplgenError, ImportError):
+    """An optional dependency that a feature needs is not installed; the message says how to install it."""
 
 
 def program_name(fn: Callable) -> str:

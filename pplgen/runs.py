@@ -175,7 +175,7 @@ def run_pictures(result: FitResult, program: Program, dataset) -> dict[str, Call
     - a model with local latents and a guide: on images ``reconstructions.png`` (data beside their
       reconstructions), ``latents.png`` (the codes of up to 1,000 points, coloured by label) and, for
       continuous latents, ``traversal.png`` (images decoded along the codes' most varying dimensions);
-      on other data ``latents.png`` only;
+      on other data ``latents.png`` only (neither when the data set's ``y`` holds actions, not labels);
     - audio: ``samples.png`` (waveforms) and ``spectrogram.png`` of a few drawn clips, unless drawing
       is slow (an autoregressive observation such as WaveNet's: ``pplgen sample`` writes them as WAV);
     - 2-D points: ``samples.png``, drawn points over the true modes.
@@ -185,7 +185,8 @@ def run_pictures(result: FitResult, program: Program, dataset) -> dict[str, Call
         latents = _Latents(result, program, dataset)
         if dataset.image_shape is not None:
             pictures["reconstructions.png"] = latents.reconstructions
-        pictures["latents.png"] = latents.scatter
+        if dataset.y is None or not dataset.y.is_floating_point():  # a float y holds actions, not labels
+            pictures["latents.png"] = latents.scatter
         continuous = not any(
             d["discrete"] for _, d in result.graph.nodes(data=True) if d["kind"] == "latent" and d["local"]
         )
@@ -365,7 +366,8 @@ def write_samples(samples: torch.Tensor, dataset, out: Path) -> Path:
 
 
 def samples_figure(samples: torch.Tensor, dataset) -> Figure:
-    """Samples of image data as a grid, or 2-D samples as points over the data's modes."""
+    """Samples of image data as a grid, 2-D samples as points over the data's modes, or trajectories as
+    lines over time beside as many of the data's."""
     samples = samples.detach().cpu()
     if dataset.image_shape is not None:
         pixels = math.prod(dataset.image_shape)
@@ -375,6 +377,9 @@ def samples_figure(samples: torch.Tensor, dataset) -> Figure:
                 f"of {dataset.name!r}, got samples of shape {tuple(samples.shape)}"
             )
         return plot.image_grid(_unit(samples, dataset), dataset.image_shape)
+    if dataset.x.dim() == 3 and samples.dim() == 3:  # trajectories (N, T + 1, obs_dim)
+        names = dataset.meta.get("observation_names")
+        return plot.trajectories(samples, dataset.x[: len(samples)], names)
     if samples.reshape(len(samples), -1).shape[1] == 2:
         return plot.scatter(samples.reshape(-1, 2), dataset.meta.get("modes"))
     raise UnknownNameError(f"no picture for samples of shape {tuple(samples.shape)} from {dataset.name}")

@@ -12,25 +12,34 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from pplgen.data.control import Trajectories, collect, pendulum
 from pplgen.data.dataset import KINDS, Dataset, check_split
 from pplgen.data.embedded import digits, grid25, ring8
 from pplgen.data.files import DATA_ENV, binarized_mnist, data_path, fsdd, shakespeare
+from pplgen.data.linear import LinearGaussianSystem
+from pplgen.data.trajectories import check_trajectories, windows
 from pplgen.errors import UnknownNameError
 
 __all__ = [
     "DATA_ENV",
     "KINDS",
+    "LinearGaussianSystem",
     "NAMES",
     "Dataset",
+    "Trajectories",
     "binarized_mnist",
     "check_split",
+    "check_trajectories",
+    "collect",
     "data_path",
     "digits",
     "fsdd",
     "grid25",
     "load",
+    "pendulum",
     "ring8",
     "shakespeare",
+    "windows",
 ]
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {
@@ -40,6 +49,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "binarized_mnist": binarized_mnist,
     "fsdd": fsdd,
     "shakespeare": shakespeare,
+    "pendulum": pendulum,
 }
 
 #: The names :func:`load` knows.
@@ -64,9 +74,12 @@ def load(name: str, split: str = "train", root: str | os.PathLike | None = None,
     ``binarized_mnist`` binary     (N, 784), 28x28 images
     ``fsdd``            audio      (N, length) at 8 kHz           ``length=8000``
     ``shakespeare``     token      (N, block_size) characters     ``block_size=256``
+    ``pendulum``        continuous (N, T + 1, 3), actions in y    ``num_episodes``, ``steps=50``
     =================== ========== ============================== ===============================
 
-    The last three are read from the data directory (see :func:`pplgen.data.files.data_path`).
+    ``binarized_mnist``, ``fsdd`` and ``shakespeare`` are read from the data directory (see
+    :func:`pplgen.data.files.data_path`); ``pendulum`` is collected with Gymnasium (an optional
+    dependency, :func:`pplgen.data.control.pendulum`).
 
     Args:
         name: one of :data:`NAMES`.

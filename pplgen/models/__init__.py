@@ -23,6 +23,7 @@ from pplgen.models.pixelvae import PixelVAE
 from pplgen.models.vae import VAE
 from pplgen.models.vqvae import VQVAE
 from pplgen.models.wavenet import WaveNetModel
+from pplgen.models.worldmodel import WorldModel
 
 __all__ = [
     "ALI",
@@ -47,6 +48,7 @@ __all__ = [
     "VAE",
     "VQVAE",
     "WGAN",
+    "WorldModel",
     "ZOO",
     "build",
 ]
@@ -64,6 +66,7 @@ ZOO: dict[str, type[PyroModule]] = {
     "hvae": HVAE,
     "pixelvae": PixelVAE,
     "dmm": DMM,
+    "worldmodel": WorldModel,
     "draw": DRAW,
     "vqvae": VQVAE,
     "realnvp": RealNVPModel,

@@ -1,9 +1,10 @@
 """Pictures of a fit (matplotlib), each returned as a :class:`matplotlib.figure.Figure`.
 
 Training curves (``curves``), images and reconstructions (``images``), 2-D samples over the true modes
-(``samples2d``), waveforms and spectrograms (``audio``), latent codes and traversals (``latents``),
-Pareto k̂ and posterior marginals (``diagnostics``) and plate diagrams (``graphs``). A function that
-takes ``ax=`` draws into that Axes and returns its figure; without it, it makes a figure of its own.
+(``samples2d``), trajectories of a controlled system (``trajectories``), waveforms and spectrograms
+(``audio``), latent codes and traversals (``latents``), Pareto k̂ and posterior marginals
+(``diagnostics``) and plate diagrams (``graphs``). A function that takes ``ax=`` draws into that Axes and
+returns its figure; without it, it makes a figure of its own.
 """
 
 from pplgen.plot.audio import spectrogram, waveform
@@ -13,6 +14,7 @@ from pplgen.plot.graphs import plate_diagram
 from pplgen.plot.images import image_grid, reconstructions
 from pplgen.plot.latents import latent_scatter, latent_traversal
 from pplgen.plot.samples2d import scatter
+from pplgen.plot.trajectories import trajectories
 
 __all__ = [
     "image_grid",
@@ -25,5 +27,6 @@ __all__ = [
     "scatter",
     "spectrogram",
     "training_curves",
+    "trajectories",
     "waveform",
 ]
