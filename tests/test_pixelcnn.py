@@ -144,3 +144,28 @@ def test_class_conditional_user_program():
     assert result.family == "exact"
     three = torch.nn.functional.one_hot(torch.tensor([3, 3]), 10).float()
     assert PixelCNN(net, three).sample().shape == (2, 8, 8)
+
+
+def test_conditional_zoo_model_normalises_per_label_and_uses_it():
+    import itertools
+
+    from pplgen.models import ZOO, ConditionalPixelCNN
+
+    tiny = ConditionalPixelCNN((2, 2), channels=4, layers=2, first_kernel_size=3, num_classes=3)
+    every = torch.tensor(list(itertools.product([0.0, 1.0], repeat=4))).reshape(16, 2, 2)
+    for label in range(3):
+        context = tiny.context(torch.full((16,), label), 16)
+        assert torch.logsumexp(PixelCNN(tiny.net, context).log_prob(every), 0).abs() < 1e-5
+
+    data = load("digits")
+    model = ZOO["cpixelcnn"].from_dataset(data, channels=16, layers=3, first_kernel_size=3)
+    assert model.takes_labels and model.config["num_classes"] == 10
+    x, y = data.x[:600], data.y[:600]
+    pplgen.fit(model.model, (x, y), epochs=8, batch_size=64, lr=3e-3, seed=0, device="cpu", progress=False)
+    right = pplgen.log_likelihood(model.model, (x, y), device="cpu").mean()
+    wrong = pplgen.log_likelihood(model.model, (x, (y + 5) % 10), device="cpu").mean()
+    assert right > wrong + 1.0  # nats per image: the label tells the model what digit to expect
+    with pytest.raises(DataError, match="labels"):
+        model.model(x[:4])
+    with pytest.raises(ModelError, match="takes no labels"):
+        PixelCNNModel((8, 8), channels=4, layers=1).model(x[:4], y[:4])

@@ -143,7 +143,9 @@ def compress(
         precision: bits of the observations' frequency tables (at most 31).
         latent_bits: :math:`b`: each latent dimension is cut into :math:`2^b` buckets of equal prior mass.
         posterior_precision: bits of the posterior's frequency tables (bits back; more than ``latent_bits``).
-        device: where to run a program (a FitResult runs on its own device).
+        device: where to run a program (a FitResult runs on its own device). Decompress on the same
+            kind of device: coding needs the decoder's probabilities bit for bit equal to the encoder's,
+            and a GPU's floats can differ from a CPU's in the last bits.
 
     Returns:
         The compressed bytes; :func:`decompress` with the same model gives ``data[0]`` back exactly.

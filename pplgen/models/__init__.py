@@ -18,7 +18,7 @@ from pplgen.models.gan import GAN, WGAN, ConditionalGAN
 from pplgen.models.hvae import HVAE
 from pplgen.models.lm import CharLSTM, CharTransformer
 from pplgen.models.nade import MADEModel, NADEModel
-from pplgen.models.pixelcnn import PixelCNNModel
+from pplgen.models.pixelcnn import ConditionalPixelCNN, PixelCNNModel
 from pplgen.models.pixelvae import PixelVAE
 from pplgen.models.vae import VAE
 from pplgen.models.vqvae import VQVAE
@@ -30,6 +30,7 @@ __all__ = [
     "AVB",
     "CVAE",
     "ConditionalGAN",
+    "ConditionalPixelCNN",
     "CharLSTM",
     "CharTransformer",
     "DMM",
@@ -58,6 +59,7 @@ ZOO: dict[str, type[PyroModule]] = {
     "nade": NADEModel,
     "made": MADEModel,
     "pixelcnn": PixelCNNModel,
+    "cpixelcnn": ConditionalPixelCNN,
     "charlm": CharTransformer,
     "lstmlm": CharLSTM,
     "wavenet": WaveNetModel,
