@@ -12,11 +12,13 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pplgen import data as datasets
+from pplgen.cli_anomaly import add_parser as add_anomaly_parser
 from pplgen.cli_codec import add_parsers as add_codec_parsers
-from pplgen.errors import DataError, PplgenError
+from pplgen.errors import DataError, DataFileError, PplgenError
 from pplgen.evaluate.ais import AISSettings
 from pplgen.guides import POSTERIORS, AmortisedGuide
 from pplgen.infer.gan_objectives import ADVERSARIAL_LOSSES, AdversarialSettings
@@ -155,20 +157,35 @@ def _sample(args) -> int:
     result, dataset, program = load_run(run_dir, device=args.device)
     if args.seed is not None:
         torch.manual_seed(args.seed)
-    batch = None
-    if program.takes_labels:  # a conditional program: the labels (or actions) say what to draw
-        batch = (torch.zeros(args.n, *dataset.event_shape, dtype=dataset.x.dtype), _conditions(args, dataset))
+    if args.n < 1:
+        raise DataError(f"-n must be at least 1, got {args.n}")
+    batch, num = None, args.n
+    if args.image:
+        conditions = _image_conditions(args, dataset, program)
+    elif program.takes_labels:  # a conditional program: the labels (or actions, or images) say what to draw
+        conditions = _conditions(args, dataset)
     elif args.label is not None:
         raise DataError("--label applies to programs conditioned on labels; this one takes none")
-    samples = sample(result, args.n, batch, mean=args.mean)
+    if program.takes_labels:
+        num = len(conditions)
+        batch = (torch.zeros(num, *dataset.event_shape, dtype=dataset.x.dtype), conditions)
+    samples = sample(result, num, batch, mean=args.mean)
     out = write_samples(samples, dataset, Path(args.out or run_dir / "samples"))
-    print(f"wrote {args.n} samples to {out}")
+    print(f"wrote {num} samples to {out}")
+    if batch is not None and dataset.meta.get("condition_shape") is not None:
+        pictures = out.with_name(f"{out.stem}_images.png")
+        _condition_picture(batch[1], dataset.meta["condition_shape"], pictures)
+        print(f"wrote the image each sample was drawn from, in the same order, to {pictures}")
     return 0
 
 
 def _conditions(args, dataset) -> torch.Tensor:
     """What each sample is drawn under: ``--label`` for all of them, else the data's labels in turn; for
-    data whose ``y`` holds actions (floats, as a world model's trajectories), the data's actions in turn."""
+    data whose ``y`` holds actions (floats, as a world model's trajectories), the data's actions in turn;
+    for data whose ``y`` holds images (``meta["condition_shape"]``), the data's images of each digit in
+    turn, or of the ``--label`` digit."""
+    if dataset.meta.get("condition_shape") is not None and "digit" in dataset.meta:
+        return _data_images(args, dataset)
     if dataset.y.is_floating_point():
         if args.label is not None:
             raise DataError(f"--label draws a class, but {dataset.name}'s y holds actions, not class labels")
@@ -179,6 +196,67 @@ def _conditions(args, dataset) -> torch.Tensor:
     if not 0 <= args.label < classes:
         raise DataError(f"--label must be one of 0 .. {classes - 1} for {dataset.name}, got {args.label}")
     return torch.full((args.n,), args.label, dtype=torch.long)
+
+
+def _data_images(args, dataset) -> torch.Tensor:
+    """``-n`` of the data's images, ``(n, H W)``: the first of each digit in turn, then the second, ...;
+    with ``--label``, its images of that digit in turn."""
+    digits = dataset.meta["digit"]
+    classes = digits.unique().tolist()
+    if args.label is not None:
+        if args.label not in classes:
+            raise DataError(f"--label must be one of {classes} for {dataset.name}, got {args.label}")
+        classes = [args.label]
+    rows = {d: (digits == d).nonzero().flatten() for d in classes}
+    picks = [rows[classes[i % len(classes)]] for i in range(args.n)]
+    index = torch.stack([pick[(i // len(classes)) % len(pick)] for i, pick in enumerate(picks)])
+    return dataset.y[index]
+
+
+def _image_conditions(args, dataset, program) -> torch.Tensor:
+    """The ``--image`` files in the data's condition form, each repeated ``-n`` times: ``(files n, H W)``."""
+    from pplgen.data.paired import condition_image
+
+    shape = dataset.meta.get("condition_shape")
+    if shape is None or not program.takes_labels:
+        raise DataError(
+            f"--image applies to runs conditioned on images (image2speech on digit_speech); the data set "
+            f"{dataset.name} has no image condition"
+        )
+    if args.label is not None:
+        raise DataError("--image and --label both choose what to draw: give one of them")
+    images = []
+    for name in args.image:
+        try:
+            images.append(condition_image(_read_picture(Path(name)), shape).reshape(-1))
+        except DataError as exc:
+            raise DataError(f"--image {name}: {exc}") from exc
+    return torch.stack(images).to(dataset.y.dtype).repeat_interleave(args.n, 0)
+
+
+def _read_picture(path: Path):
+    """A PNG or JPEG (``matplotlib.image.imread``) or a ``.npy`` array (no pickles) as an array."""
+    if not path.is_file():
+        raise DataFileError(f"--image: no file {path}")
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        import matplotlib.image
+
+        return matplotlib.image.imread(path)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"cannot read it as a PNG, JPEG or .npy array: {type(exc).__name__}: {exc}") from exc
+
+
+def _condition_picture(images: torch.Tensor, shape, path: Path) -> None:
+    """The images the samples were drawn from, one per sample in the same order, as a PNG grid."""
+    import matplotlib.pyplot as plt
+
+    from pplgen import plot
+
+    figure = plot.image_grid(images.float().cpu().clamp(0, 1), shape, ncols=min(len(images), 10))
+    figure.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(figure)
 
 
 def _evaluate(args) -> int:
@@ -348,6 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output file (the suffix follows the data: .png, .wav, .txt)")
     p.add_argument("--mean", action="store_true", help="the observation's mean given the latents")
     p.add_argument("--label", type=int, help="for a program conditioned on labels: draw this class (a digit)")
+    p.add_argument(
+        "--image",
+        action="append",
+        metavar="FILE",
+        help="for a program conditioned on images (image2speech): draw -n samples from this PNG, JPEG or "
+        ".npy picture (repeat for more pictures)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(run=_sample)
@@ -381,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_evaluate)
 
     add_codec_parsers(sub)
+    add_anomaly_parser(sub)
 
     p = sub.add_parser("demo", help="fit one model of each family on embedded data (about a minute)")
     p.add_argument("--out", default="pplgen-demo")

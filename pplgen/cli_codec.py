@@ -12,7 +12,7 @@ import torch
 
 from pplgen.errors import DataError, DataFileError
 
-__all__ = ["add_parsers"]
+__all__ = ["add_parsers", "read_points"]
 
 
 def _data(args, dataset, program) -> torch.Tensor:
@@ -24,7 +24,11 @@ def _data(args, dataset, program) -> torch.Tensor:
         )
     if args.input is None:
         return (dataset.subset(args.limit) if args.limit else dataset).x
-    path = Path(args.input)
+    return read_points(Path(args.input), dataset)
+
+
+def read_points(path: Path, dataset) -> torch.Tensor:
+    """Data points from a ``.npy`` file, checked against the run's data set and cast to its dtype."""
     if not path.is_file():
         raise DataFileError(f"--input {path}: no such file")
     if path.suffix != ".npy":

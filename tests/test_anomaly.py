@@ -284,3 +284,35 @@ def test_a_linear_probe_reads_a_linear_label_and_not_a_random_one():
 def test_a_linear_probe_refuses_bad_codes(train, labels, test, message):
     with pytest.raises(DataError, match=message):
         linear_probe(train, labels, test, torch.zeros(len(test)))
+
+
+def test_the_anomaly_command_writes_one_score_per_point(tmp_path, capsys):
+    import csv
+
+    import numpy as np
+
+    from pplgen.cli import main
+
+    run_dir = tmp_path / "nade"
+    assert (
+        main(["fit", "nade", "--data", "digits", "--set", "hidden=8", "--epochs", "1", "--out", str(run_dir)])
+        == 0
+    )
+    assert main(["anomaly", str(run_dir), "--limit", "20"]) == 0
+    assert "points scored by exact nats" in capsys.readouterr().out.replace(" (-log p)", "")
+    with (run_dir / "anomaly-test.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 20 and float(rows[0]["bits_per_dim"]) > 0
+    negatives = 1 - load("digits", "test").x[:5].numpy()  # ink and paper swapped: far from the digits
+    np.save(tmp_path / "odd.npy", negatives)
+    assert (
+        main(
+            ["anomaly", str(run_dir), "--input", str(tmp_path / "odd.npy"), "--out", str(tmp_path / "o.csv")]
+        )
+        == 0
+    )
+    with (tmp_path / "o.csv").open() as f:
+        odd = [float(r["score"]) for r in csv.DictReader(f)]
+    assert min(odd) > float(np.median([float(r["score"]) for r in rows]))
+    np.save(tmp_path / "wide.npy", np.zeros((3, 65), dtype=np.float32))
+    assert main(["anomaly", str(run_dir), "--input", str(tmp_path / "wide.npy")]) == 2

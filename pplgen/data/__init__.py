@@ -17,6 +17,7 @@ from pplgen.data.dataset import KINDS, Dataset, check_split
 from pplgen.data.embedded import digits, grid25, ring8
 from pplgen.data.files import DATA_ENV, binarized_mnist, data_path, fsdd, shakespeare
 from pplgen.data.linear import LinearGaussianSystem
+from pplgen.data.paired import digit_speech
 from pplgen.data.trajectories import check_trajectories, windows
 from pplgen.errors import UnknownNameError
 
@@ -32,6 +33,7 @@ __all__ = [
     "check_trajectories",
     "collect",
     "data_path",
+    "digit_speech",
     "digits",
     "fsdd",
     "grid25",
@@ -50,6 +52,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "fsdd": fsdd,
     "shakespeare": shakespeare,
     "pendulum": pendulum,
+    "digit_speech": digit_speech,
 }
 
 #: The names :func:`load` knows.
@@ -75,11 +78,12 @@ def load(name: str, split: str = "train", root: str | os.PathLike | None = None,
     ``fsdd``            audio      (N, length) at 8 kHz           ``length=8000``
     ``shakespeare``     token      (N, block_size) characters     ``block_size=256``
     ``pendulum``        continuous (N, T + 1, 3), actions in y    ``num_episodes``, ``steps=50``
+    ``digit_speech``    audio      (N, length), 8x8 images in y   ``length=4000``, ``seed=0``
     =================== ========== ============================== ===============================
 
-    ``binarized_mnist``, ``fsdd`` and ``shakespeare`` are read from the data directory (see
-    :func:`pplgen.data.files.data_path`); ``pendulum`` is collected with Gymnasium (an optional
-    dependency, :func:`pplgen.data.control.pendulum`).
+    ``binarized_mnist``, ``fsdd``, ``shakespeare`` and ``digit_speech`` (FSDD paired with embedded digit
+    images) are read from the data directory (see :func:`pplgen.data.files.data_path`); ``pendulum`` is
+    collected with Gymnasium (an optional dependency, :func:`pplgen.data.control.pendulum`).
 
     Args:
         name: one of :data:`NAMES`.

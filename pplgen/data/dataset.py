@@ -27,7 +27,9 @@ class Dataset:
             ``0 .. num_levels - 1``; ``"continuous"``: float32 reals; ``"token"``: int64 indices into a
             vocabulary of ``num_levels`` symbols; ``"audio"``: float32 waveforms in ``[-1, 1]``.
         x: the data, first dimension indexing data points, shape ``(N,) + event_shape``.
-        y: int64 labels of shape ``(N,)`` (digit class, mixture component, spoken digit), or ``None``.
+        y: int64 labels of shape ``(N,)`` (digit class, mixture component, spoken digit), or ``None``;
+            for data that a program is conditioned on by more than a label, floats: actions ``(N, T,
+            act_dim)`` (``pendulum``) or images ``(N, 64)`` (``digit_speech``).
             :meth:`tensors` passes them on only when asked (``labels=True``).
         event_shape: the shape of one data point; filled in from ``x`` when left as ``None``.
         num_levels: how many values one coordinate takes (2 for binary data, 17 for the digit levels,

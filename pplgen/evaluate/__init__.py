@@ -23,6 +23,7 @@ from pplgen.evaluate.modes import mode_metrics
 from pplgen.evaluate.probe import linear_probe
 from pplgen.evaluate.report import summary
 from pplgen.evaluate.sampling import sample
+from pplgen.evaluate.speech import SpokenDigitClassifier
 
 __all__ = [
     "AISSettings",
@@ -31,6 +32,7 @@ __all__ = [
     "FeatureClassifier",
     "GaussianObservation",
     "ScaleChoice",
+    "SpokenDigitClassifier",
     "anomaly_scores",
     "auroc",
     "choose_scale",

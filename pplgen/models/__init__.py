@@ -20,6 +20,7 @@ from pplgen.models.lm import CharLSTM, CharTransformer
 from pplgen.models.nade import MADEModel, NADEModel
 from pplgen.models.pixelcnn import ConditionalPixelCNN, PixelCNNModel
 from pplgen.models.pixelvae import PixelVAE
+from pplgen.models.speech import ImageToSpeech
 from pplgen.models.vae import VAE
 from pplgen.models.vqvae import VQVAE
 from pplgen.models.wavenet import WaveNetModel
@@ -41,6 +42,7 @@ __all__ = [
     "RealNVPModel",
     "GAN",
     "HVAE",
+    "ImageToSpeech",
     "MADEModel",
     "NADEModel",
     "PixelCNNModel",
@@ -63,6 +65,7 @@ ZOO: dict[str, type[PyroModule]] = {
     "charlm": CharTransformer,
     "lstmlm": CharLSTM,
     "wavenet": WaveNetModel,
+    "image2speech": ImageToSpeech,
     "vae": VAE,
     "cvae": CVAE,
     "hvae": HVAE,
