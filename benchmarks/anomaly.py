@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from common import record
+from common import parse_model_runs, record
 
 import pplgen
 from pplgen import data as datasets
@@ -154,20 +154,13 @@ def run(data: str, args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--models", nargs="+", help="zoo models to run (default: the data set's three)")
-    parser.add_argument("--classes", nargs="+", type=int, default=list(range(10)), help="held-out classes")
-    parser.add_argument("--epochs-factor", type=float, default=1.0, help="scale every model's epochs")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--k", type=int, default=100, help="importance samples per point (latent models)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    for data in args.data:
-        unknown = sorted(set(args.models or ()) - set(MODELS[data]))
-        if unknown:
-            parser.error(f"no model {', '.join(unknown)} for {data}: choose from {', '.join(MODELS[data])}")
+    def extra(parser):
+        parser.add_argument(
+            "--classes", nargs="+", type=int, default=list(range(10)), help="held-out classes"
+        )
+        parser.add_argument("--k", type=int, default=100, help="importance samples per point (latent models)")
+
+    args = parse_model_runs(argparse.ArgumentParser(description=__doc__.splitlines()[0]), MODELS, extra)
     for data in args.data:
         run(data, args)
 

@@ -1,7 +1,8 @@
 """Lossless compression of statically binarized MNIST's 10,000 test images with pplgen.codec, in bits
 per pixel, beside the general-purpose compressors run here on the same images.
 
-    python benchmarks/codec.py vae --minutes 12 --set z_dim=50 --set hidden=200 --set activation=tanh --lanes 4 16
+    python benchmarks/codec.py vae --minutes 12 --set z_dim=50 --set hidden=200 --set activation=tanh
+    python benchmarks/codec.py vae --minutes 12 --lanes 4 16   # size and speed at two lane counts
     python benchmarks/codec.py pixelcnn --minutes 30 --set channels=64 --set layers=10
 
 The model is trained within ``--minutes`` (whole epochs, the best validation epoch kept), then the test

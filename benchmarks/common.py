@@ -142,3 +142,23 @@ def fit_settings(args, model, result, data, held_out) -> dict:
         "lr": args.lr,
         "seed": args.seed,
     }
+
+
+def parse_model_runs(parser, models: dict[str, dict], extra=None):
+    """Parse the options of a script that trains several zoo models on several data sets (``models``:
+    data set -> zoo name -> settings): ``--data``, ``--models`` (checked against each data set's),
+    ``--epochs-factor``, ``--batch-size``, ``--lr``, ``--seed``, and whatever ``extra(parser)`` adds."""
+    parser.add_argument("--data", nargs="+", default=list(models), choices=list(models))
+    parser.add_argument("--models", nargs="+", help="zoo models to run (default: every one of a data set)")
+    if extra is not None:
+        extra(parser)
+    parser.add_argument("--epochs-factor", type=float, default=1.0, help="scale every model's epochs")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for data in args.data:
+        unknown = sorted(set(args.models or ()) - set(models[data]))
+        if unknown:
+            parser.error(f"no model {', '.join(unknown)} for {data}: choose from {', '.join(models[data])}")
+    return args

@@ -18,7 +18,7 @@ import argparse
 import time
 
 import torch
-from common import record
+from common import parse_model_runs, record
 
 import pplgen
 from pplgen import data as datasets
@@ -86,18 +86,7 @@ def run(data: str, args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--models", nargs="+", help="zoo models to probe (default: vae and ali)")
-    parser.add_argument("--epochs-factor", type=float, default=1.0, help="scale every model's epochs")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    for data in args.data:
-        unknown = sorted(set(args.models or ()) - set(MODELS[data]))
-        if unknown:
-            parser.error(f"no model {', '.join(unknown)} for {data}: choose from {', '.join(MODELS[data])}")
+    args = parse_model_runs(argparse.ArgumentParser(description=__doc__.splitlines()[0]), MODELS)
     for data in args.data:
         run(data, args)
 
