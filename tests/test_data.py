@@ -226,4 +226,13 @@ def test_unknown_name_split_option():
         load("digits", variant="grey")
     with pytest.raises(DataError, match="num_points"):
         load("ring8", num_points=0)
-    assert NAMES == ("digits", "ring8", "grid25", "binarized_mnist", "fsdd", "shakespeare")
+    assert NAMES == (
+        "digits",
+        "ring8",
+        "grid25",
+        "binarized_mnist",
+        "fsdd",
+        "shakespeare",
+        "pendulum",
+        "digit_speech",
+    )

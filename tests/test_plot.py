@@ -53,6 +53,7 @@ WITHOUT_AX = {
     "latent_traversal": lambda: plot.latent_traversal(torch.rand(2, 3, 9), (3, 3), [-1.0, 0.0, 1.0]),
     "marginals": lambda: plot.marginals({"a": torch.randn(50)}, {"a": torch.randn(60)}),
     "plate_diagram": lambda: plot.plate_diagram(_vae_graph()),
+    "trajectories": lambda: plot.trajectories(torch.randn(3, 10, 2), torch.randn(2, 12, 2), ["x", "v"]),
 }
 
 
