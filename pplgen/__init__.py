@@ -11,7 +11,7 @@ import pyro
 # two models never share state by name. This must hold before any PyroModule is built.
 pyro.settings.set(module_local_params=True)
 
-from pplgen import codec, data, diagnostics, errors, guides, models, plot  # noqa: E402
+from pplgen import codec, control, data, diagnostics, errors, guides, models, plot  # noqa: E402
 from pplgen.diagnostics import diagnose, to_inference_data  # noqa: E402
 from pplgen.distributions import Implicit  # noqa: E402
 from pplgen.evaluate import (  # noqa: E402
@@ -41,6 +41,7 @@ __all__ = [
     "bits_per_dim",
     "classify",
     "codec",
+    "control",
     "data",
     "decode",
     "diagnose",
