@@ -137,7 +137,10 @@ def compress(
             whose other tensors (labels, conditions) are given to the program and must be passed to
             :func:`decompress` again.
         guide: the encoder :math:`q(z \mid x)` of a latent model, when ``model`` is a program.
-        lanes: rANS heads run side by side: more is faster, each costs 64 bits.
+        lanes: rANS heads run side by side: more is faster, each costs 64 bits. With bits back each
+            lane's first point also pays its latents in full (there are no bits yet to borrow), about
+            ``latent_bits`` per active latent dimension: on a small data set fewer lanes code closer to
+            the negative ELBO (binarized MNIST's 10,000 test images: 4 lanes, not 16, to stay within 1 %).
         chunk_size: data points per evaluation of an exact model's network (bits back evaluates
             ``lanes`` points at a time).
         precision: bits of the observations' frequency tables (at most 31).
