@@ -149,7 +149,7 @@ def fit_linear_bernoulli(seed: int, num: int, epochs: int, full_rank: bool = Fal
 
 def coded_and_negative_elbo(result, x) -> tuple[int, float]:
     """Round-trip ``x`` by bits back, and return the message's bits and the negative ELBO in bits."""
-    data = compress(result, x, lanes=4)
+    data = compress(result, x, lanes=2)  # each lane costs its heads and its first point's latents in full
     assert torch.equal(decompress(result, data), x)
     with torch.no_grad():
         log_w = torch.stack([pplgen.log_likelihood(result, x, num_samples=1) for _ in range(30)])
@@ -166,11 +166,11 @@ def test_bits_back_round_trip_and_size_near_the_negative_elbo():
 
 def test_bits_back_with_a_full_covariance_posterior():
     """A full-rank q(z | x) is coded one dimension given the ones before it, and still pays its ELBO."""
-    result, x = fit_linear_bernoulli(7, 600, epochs=10, full_rank=True)
+    result, x = fit_linear_bernoulli(7, 1500, epochs=10, full_rank=True)
     scale_tril = pyro.poutine.trace(result.guide).get_trace(x[:5]).nodes["z"]["fn"].scale_tril
     assert scale_tril[:, 1, 0].abs().max() > 1e-3  # the posterior is not factorised
     coded, negative_elbo = coded_and_negative_elbo(result, x)
-    assert coded == pytest.approx(negative_elbo, rel=0.03)
+    assert coded == pytest.approx(negative_elbo, rel=0.02)
 
 
 def test_vae_with_labels_given_to_both_ends(digits):
