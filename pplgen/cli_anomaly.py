@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from pplgen.cli_codec import read_points
+from pplgen.cli_codec import add_points_options, read_points
 from pplgen.errors import DataError
 
 __all__ = ["add_parser"]
@@ -55,10 +55,7 @@ def _anomaly(args) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``anomaly`` to the ``pplgen`` command's subcommands."""
     p = sub.add_parser("anomaly", help="anomaly scores per data point (-log p, or a critic's) as a CSV")
-    p.add_argument("run_dir")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="the data to score")
-    p.add_argument("--input", help="a .npy array of data points to score instead of the split")
-    p.add_argument("--limit", type=int, help="score N points of the split drawn at random (seeded)")
+    add_points_options(p, "score")
     p.add_argument(
         "--num-samples", type=int, default=100, help="importance samples (latent), encoder draws (ALI)"
     )

@@ -12,7 +12,7 @@ import torch
 
 from pplgen.errors import DataError, DataFileError
 
-__all__ = ["add_parsers", "read_points"]
+__all__ = ["add_parsers", "add_points_options", "read_points"]
 
 
 def _data(args, dataset, program) -> torch.Tensor:
@@ -83,13 +83,18 @@ def _decompress(args) -> int:
     return 0
 
 
+def add_points_options(p: argparse.ArgumentParser, verb: str) -> None:
+    """The run and the points a command reads: ``RUN_DIR``, ``--split``, ``--input``, ``--limit``."""
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"), help=f"the data to {verb}")
+    p.add_argument("--input", help=f"a .npy array of data points to {verb} instead of the split")
+    p.add_argument("--limit", type=int, help=f"{verb} N points of the split drawn at random (seeded)")
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add ``compress`` and ``decompress`` to the ``pplgen`` command's subcommands."""
     p = sub.add_parser("compress", help="code data into bytes with a fitted run's model (lossless)")
-    p.add_argument("run_dir")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="the data to code")
-    p.add_argument("--input", help="a .npy array of data points to code instead of the split")
-    p.add_argument("--limit", type=int, help="code N points of the split drawn at random (seeded)")
+    add_points_options(p, "code")
     p.add_argument("--lanes", type=int, default=16, help="rANS lanes: more is faster, 64 bits each")
     p.add_argument("--out", help="the compressed file (default RUN_DIR/SPLIT.pplz)")
     p.add_argument("--device", default="auto")

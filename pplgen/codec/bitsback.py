@@ -195,7 +195,8 @@ class BitsBack:
                                  self.posterior_precision)  # fmt: skip
 
     def _values(self, prior, buckets: np.ndarray) -> torch.Tensor:
-        """The latent values ``(B, d)`` of ``buckets``: each bucket's prior median."""
+        """The latent values of ``buckets`` (``(B, d)``, or one dimension's ``(B,)`` with its prior's
+        columns): each bucket's prior median."""
         middle = (torch.from_numpy(buckets).to(torch.float64) + 0.5) / 2**self.latent_bits
         return prior[0] + prior[1] * torch.special.ndtri(middle)
 
@@ -212,7 +213,7 @@ class BitsBack:
         z = torch.zeros(shape[0], posterior.dims, dtype=torch.float64)
         for i in range(posterior.dims):  # drawn from q, one dimension given the ones before, by decoding
             buckets[:, i] = self._dimension(prior, posterior, i, z).pop(message)
-            z[:, i] = self._values(prior, buckets)[:, i]
+            z[:, i] = self._values([t[:, i] for t in prior], buckets[:, i])
         coder, value = self._observation(batch, name, shape, z)
         coder.push(message, value)
         ones = np.ones(len(buckets), dtype=np.int64)

@@ -20,7 +20,15 @@ import torch
 from pplgen.data.dataset import Dataset, check_split
 from pplgen.errors import DataError, DataFileError
 
-__all__ = ["binarized_mnist", "data_path", "fsdd", "log_mel", "mel_filterbank", "shakespeare"]
+__all__ = [
+    "binarized_mnist",
+    "data_path",
+    "fsdd",
+    "log_mel",
+    "mel_filterbank",
+    "pooled_log_mel",
+    "shakespeare",
+]
 
 #: The environment variable naming the data directory.
 DATA_ENV = "PPLGEN_DATA"
@@ -221,10 +229,16 @@ def _log_mel_rows(arrays: dict[str, np.ndarray], keep: np.ndarray, length: int, 
         start = offsets[i]
         stop = min(offsets[i + 1], start + length)
         wave = torch.from_numpy(arrays["audio"][start:stop].astype(np.float32) / 32768.0)
-        spectrum = log_mel(wave, rate, mels)  # (mels, T)
-        pooled = torch.nn.functional.adaptive_avg_pool1d(spectrum[None], frames)[0]  # (mels, frames)
-        rows.append(pooled.T.reshape(-1))
+        rows.append(pooled_log_mel(wave, rate, mels, frames))
     return torch.stack(rows)
+
+
+def pooled_log_mel(wave: torch.Tensor, sample_rate: int, mels: int, frames: int) -> torch.Tensor:
+    """:func:`log_mel` of one waveform averaged over ``frames`` equal stretches of it and flattened frame
+    by frame: ``(frames * mels,)``."""
+    spectrum = log_mel(wave, sample_rate, mels)  # (mels, T)
+    pooled = torch.nn.functional.adaptive_avg_pool1d(spectrum[None], frames)[0]  # (mels, frames)
+    return pooled.T.reshape(-1)
 
 
 def mel_filterbank(num_freqs: int, mels: int, sample_rate: int) -> torch.Tensor:

@@ -16,9 +16,8 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from pplgen.data.files import fsdd, log_mel
+from pplgen.data.files import fsdd, pooled_log_mel
 from pplgen.distributions.wavenet import mu_law_decode, mu_law_encode
 from pplgen.errors import DataError
 
@@ -31,8 +30,8 @@ class SpokenDigitClassifier:
     A clip :math:`x \in [-1, 1]^T` is quantised to ``num_levels`` μ-law levels and back
     (:func:`pplgen.distributions.wavenet.mu_law_encode`), its log mel spectrogram
     :func:`pplgen.data.files.log_mel` (32 ms Hann windows every 16 ms, ``mels`` bands) is averaged over
-    ``frames`` equal stretches of the whole clip, and the ``frames * mels`` numbers, each standardised
-    with the training clips' mean and standard deviation, feed
+    ``frames`` equal stretches of the whole clip (:func:`pplgen.data.files.pooled_log_mel`), and the
+    ``frames * mels`` numbers, each standardised with the training clips' mean and standard deviation, feed
     :math:`p(d \mid x) = \mathrm{softmax}(W h(x) + b)` (scikit-learn's ``LogisticRegression``, L2
     penalty of strength :math:`1 / c`).
 
@@ -89,11 +88,7 @@ class SpokenDigitClassifier:
         audio = _clips(audio, self.length)
         if self.num_levels is not None:
             audio = mu_law_decode(mu_law_encode(audio, self.num_levels), self.num_levels)
-        rows = []
-        for wave in audio:
-            spectrum = log_mel(wave, self.sample_rate, self.mels)  # (mels, steps)
-            pooled = F.adaptive_avg_pool1d(spectrum[None], self.frames)[0]  # (mels, frames)
-            rows.append(pooled.T.reshape(-1))
+        rows = [pooled_log_mel(wave, self.sample_rate, self.mels, self.frames) for wave in audio]
         return torch.stack(rows).double().numpy()
 
     def fit(self, audio: torch.Tensor, digits: torch.Tensor) -> SpokenDigitClassifier:
