@@ -11,8 +11,13 @@ def _shown(value):
     return f"{value:.4g}" if isinstance(value, float) else value
 
 
-def main() -> None:
-    rows = [json.loads(line) for line in (HERE / "results.jsonl").read_text().splitlines() if line.strip()]
+def read_results() -> list[dict]:
+    """Every record of ``results.jsonl``, in the order they were appended."""
+    return [json.loads(line) for line in (HERE / "results.jsonl").read_text().splitlines() if line.strip()]
+
+
+def results_markdown(rows: list[dict]) -> str:
+    """The records as a Markdown page with one table row each (RESULTS.md and the docs site's page)."""
     lines = [
         "# Benchmark results",
         "",
@@ -33,7 +38,11 @@ def main() -> None:
             f"| {r['benchmark']} | {r['model']} | {r['dataset']} | {r['split']} | {r['metric']} | {value} | "
             f"{shown} | {r['device']} | {r.get('wall_s', '–')} | {r['date']} | {r['commit']} |"
         )
-    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    (HERE / "RESULTS.md").write_text(results_markdown(read_results()))
 
 
 if __name__ == "__main__":
