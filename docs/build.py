@@ -16,6 +16,7 @@ import importlib
 import inspect
 import os
 import pkgutil
+import re
 import shutil
 import sys
 import tempfile
@@ -99,7 +100,19 @@ def _entries(qualname: str, obj) -> list[str]:
         return [f".. {directive}:: {qualname}", "   :members:", ""]
     if callable(obj):
         return [f".. autofunction:: {qualname}", ""]
-    return [f".. autodata:: {qualname}", "   :no-value:", ""]
+    shown = [] if isinstance(obj, (str, tuple)) else ["   :no-value:"]  # a dict of classes reads badly
+    return [f".. autodata:: {qualname}", *shown, ""]
+
+
+def _defined_in(package, name: str, obj) -> str:
+    """Where a constant re-exported by ``package`` is assigned: the ``#:`` comment on it is its docs."""
+    for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        if getattr(module, name, None) is obj and re.search(
+            rf"^{name}\b.*=", inspect.getsource(module), re.M
+        ):
+            return module.__name__
+    return package.__name__
 
 
 def _exports(module, documented: set[int]) -> list[str]:
@@ -110,7 +123,8 @@ def _exports(module, documented: set[int]) -> list[str]:
         if inspect.ismodule(obj) or id(obj) in documented:
             continue
         documented.add(id(obj))
-        lines += _entries(f"{module.__name__}.{name}", obj)
+        where = module.__name__ if inspect.isclass(obj) or callable(obj) else _defined_in(module, name, obj)
+        lines += _entries(f"{where}.{name}", obj)
     return lines
 
 

@@ -1,5 +1,7 @@
 """Sphinx configuration of pplgen's documentation site; `docs/build.py` stages the sources and runs it."""
 
+import re
+
 import pplgen
 
 project = "pplgen"
@@ -90,5 +92,30 @@ def _resolve_pplgen(app, env, node, contnode):
     return domain.resolve_xref(env, node["refdoc"], app.builder, "obj", found[0], node, contnode)
 
 
+_NEW_REFERENCE = re.compile(r"^\S.*\(\d{4}[a-z]?\)")  # "Authors (year), ..." begins a reference
+
+
+def _list_references(app, what, name, obj, options, lines):
+    """Turn a docstring's ``References:`` section into a bulleted list, one paper an item.
+
+    The first line, and a line that reads ``Authors (year)``, begin a paper; other lines continue the
+    one before. This runs before napoleon parses the Google-style sections.
+    """
+    inside, first, indent = False, False, 0
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped == "References:":
+            inside, first, indent = True, True, len(line) - len(line.lstrip()) + 4
+            continue
+        if inside and stripped and len(line) - len(line.lstrip()) < indent:
+            inside = False
+        if inside and stripped:
+            body = line[indent:]
+            begins = first or _NEW_REFERENCE.match(body)
+            lines[i] = " " * indent + ("- " if begins else "  ") + body
+            first = False
+
+
 def setup(app):
     app.connect("missing-reference", _resolve_pplgen)
+    app.connect("autodoc-process-docstring", _list_references, priority=400)

@@ -37,8 +37,11 @@ from pplgen.errors import ModelError, program_errors, program_name
 
 __all__ = ["FAMILIES", "KINDS", "NODE_ATTRIBUTES", "classify", "explain_family", "inspect", "isolated"]
 
+#: The kinds of site a graph's nodes are (the ``kind`` attribute).
 KINDS = ("latent", "observed", "implicit", "deterministic", "param")
+#: The families :func:`classify` tells apart.
 FAMILIES = ("exact", "latent", "implicit")
+#: The attributes every node of an inspected graph carries.
 NODE_ATTRIBUTES = (
     "kind", "dist", "batch_shape", "event_shape", "plates", "local", "discrete", "reparameterized",
     "autoregressive", "enumerate", "masked", "scale", "chain",
@@ -56,9 +59,9 @@ def inspect(model: Callable, *args: Any, **kwargs: Any) -> nx.DiGraph:
     generators are forked, nothing is differentiated, and Pyro's parameter store gains no entries.
 
     Nodes are site names with the attributes listed in :data:`NODE_ATTRIBUTES`: ``kind`` (one of
-    :data:`KINDS`), ``dist`` (class name through ``Independent``/``Expanded``/``Masked`` wrappers,
-    ``None`` for params), ``batch_shape`` and ``event_shape`` (tuples), ``plates`` (outermost first),
-    ``local`` (inside a data plate), ``discrete``, ``reparameterized``, ``autoregressive``,
+    :data:`~pplgen.graph.KINDS`), ``dist`` (class name through ``Independent``/``Expanded``/``Masked``
+    wrappers, ``None`` for params), ``batch_shape`` and ``event_shape`` (tuples), ``plates`` (outermost
+    first), ``local`` (inside a data plate), ``discrete``, ``reparameterized``, ``autoregressive``,
     ``enumerate``, ``masked``, ``scale`` (a float, or ``"tensor"``) and ``chain`` (the name of the
     Markov chain the site is a step of, else ``None``). An edge ``u -> v`` means that v's distribution
     (a deterministic site's value, an implicit site's simulated value) reads u's value.
@@ -124,6 +127,17 @@ def classify(graph: nx.DiGraph) -> str:
     """The family of a program's graph: ``"implicit"``, ``"latent"`` or ``"exact"``.
 
     Reads node ``kind`` attributes only, so it works on a graph built by hand. See :func:`explain_family`.
+
+    Example:
+        >>> graph = nx.DiGraph()
+        >>> graph.add_node("z", kind="latent")
+        >>> graph.add_node("x", kind="observed")
+        >>> graph.add_edge("z", "x")
+        >>> classify(graph)
+        'latent'
+        >>> graph.nodes["z"]["kind"] = "implicit"  # z now simulated: no likelihood anywhere
+        >>> classify(graph)
+        'implicit'
     """
     return explain_family(graph)[0]
 
@@ -137,6 +151,18 @@ def explain_family(graph: nx.DiGraph) -> tuple[str, str]:
 
     Raises:
         ModelError: no site is implicit, latent or observed.
+
+    Example:
+        >>> import torch
+        >>> def coin(x):
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("x", dist.Bernoulli(0.5), obs=x)
+        >>> explain_family(inspect(coin, torch.ones(3)))
+        ('exact', "exact: no site is latent and every observed site ('x') has a normalised likelihood")
+        >>> explain_family(nx.DiGraph(program="empty"))
+        Traceback (most recent call last):
+            ...
+        pplgen.errors.ModelError: the program 'empty' observes no site: there is nothing to fit
     """
     by_kind = {kind: [n for n, k in graph.nodes(data="kind") if k == kind] for kind in KINDS}
     latent, observed, implicit = by_kind["latent"], by_kind["observed"], by_kind["implicit"]
@@ -201,7 +227,20 @@ def _trace(model: Callable, args: tuple, kwargs: dict) -> tuple[poutine.Trace, d
 @contextlib.contextmanager
 def isolated() -> Iterator[None]:
     """Run a program with no side effects: every random number generator forked, gradients off, new
-    parameter-store entries dropped afterwards."""
+    parameter-store entries dropped afterwards.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> expected = torch.rand(2)
+        >>> _ = torch.manual_seed(0)
+        >>> with isolated():
+        ...     w = pyro.param("w", torch.ones(2, requires_grad=True))
+        ...     draw = torch.rand(2)  # from a forked generator
+        ...     print(torch.is_grad_enabled(), "w" in pyro.get_param_store())
+        False True
+        >>> "w" in pyro.get_param_store(), torch.equal(torch.rand(2), expected)
+        (False, True)
+    """
     store = pyro.get_param_store()
     before = set(store.keys())
     rng = pyro.util.get_rng_state()

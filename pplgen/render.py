@@ -36,6 +36,23 @@ def collapse(graph: nx.DiGraph, *, params: bool = False) -> nx.DiGraph:
     one network (``decoder$$$0.weight``, ``decoder.0.bias``: the same name before the first ``.`` or
     ``$$$``) are one param node named after it. Other nodes get ``members=[name]`` and
     ``recurrent=False``. Edges inside a group are dropped.
+
+    Example:
+        A state-space model of four steps, eight sites, is drawn as two nodes:
+
+        >>> import pyro, torch, pyro.distributions as dist
+        >>> from pplgen.graph import inspect
+        >>> def ssm(x):
+        ...     z = torch.zeros(())
+        ...     for t in range(len(x)):
+        ...         z = pyro.sample(f"z_{t}", dist.Normal(z, 1.0))
+        ...         pyro.sample(f"x_{t}", dist.Normal(z, 1.0), obs=x[t])
+        >>> graph = inspect(ssm, torch.zeros(4))
+        >>> shown = collapse(graph)
+        >>> graph.number_of_nodes(), sorted(shown), list(shown.edges)
+        (8, ['x_t', 'z_t'], [('z_t', 'x_t')])
+        >>> shown.nodes["z_t"]["members"], shown.nodes["z_t"]["recurrent"], shown.nodes["x_t"]["recurrent"]
+        (['z_0', 'z_1', 'z_2', 'z_3'], True, False)
     """
     group = {
         name: _group(graph, name, data)
@@ -251,6 +268,21 @@ def draw(graph: nx.DiGraph, ax: Any = None, *, params: bool = False) -> Any:
 
     Returns:
         The Axes drawn on.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> import pyro, torch, pyro.distributions as dist
+        >>> from pplgen.graph import inspect
+        >>> def model(x):
+        ...     z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> ax = draw(inspect(model, torch.zeros(3)))
+        >>> len(ax.figure.axes), sorted(p.get_gid() for p in ax.patches if p.get_gid())
+        (1, ['edge:z->x', 'node:x', 'node:z', 'plate:data'])
+        >>> ax.get_title().splitlines()[0]
+        'family: latent'
+        >>> plt.close(ax.figure)
     """
     shown = collapse(graph, params=params)
     position = _layout(shown)
@@ -339,12 +371,35 @@ def to_dot(graph: nx.DiGraph, *, params: bool = False) -> str:
     filled grey, implicit ones dashed, deterministic ones diamonds; a chain is one node with a
     self-loop labelled ``t-1 -> t``. Render it with ``dot -Tpng``.
 
+    References:
+        Koller & Friedman (2009), "Probabilistic graphical models", ch. 6 (plate notation).
+
     Args:
         graph: a graph from :func:`pplgen.graph.inspect`.
         params: also show param sites.
 
     Returns:
         The DOT source.
+
+    Example:
+        >>> import pyro, torch, pyro.distributions as dist
+        >>> from pplgen.graph import inspect
+        >>> def model(x):
+        ...     z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> print(to_dot(inspect(model, torch.zeros(3))))
+        digraph "...model" {
+          rankdir=LR;
+          label="family: latent";
+          "z" [label="z" shape=ellipse];
+          subgraph cluster_data {
+            label="data (N=3)"; labeljust=r; labelloc=b;
+            "x" [label="x" shape=ellipse style=filled fillcolor=gray];
+          }
+          "z" -> "x";
+        }
+        <BLANKLINE>
     """
     shown = collapse(graph, params=params)
     title = f"family: {graph.graph.get('family', '?')}"

@@ -278,6 +278,24 @@ def decompress(
     Raises:
         CodecError: the bytes are not pplgen's, are truncated or corrupted, or were made with another
             model (its parameters' fingerprint differs).
+
+    Example:
+        >>> import torch
+        >>> from pplgen.models import NADEModel
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.bernoulli(torch.full((20, 16), 0.3))
+        >>> nade = NADEModel(dim=16, hidden=8)
+        >>> data = compress(nade.model, x, device="cpu")
+        >>> torch.equal(decompress(nade.model, data, device="cpu"), x)
+        True
+        >>> decompress(NADEModel(dim=16, hidden=8).model, data, device="cpu")
+        Traceback (most recent call last):
+        ...
+        pplgen.errors.CodecError: these bytes were compressed with another model (exact model ...); ...
+        >>> decompress(nade.model, data[:-3], device="cpu")
+        Traceback (most recent call last):
+        ...
+        pplgen.errors.CodecError: the compressed data is truncated or padded: expected ... bytes ..., got ...
     """
     header, message = _parse(data)
     dtype = getattr(torch, header["dtype"])

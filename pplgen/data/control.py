@@ -37,7 +37,25 @@ Policy = Callable[[np.ndarray], object]
 
 class Trajectories(NamedTuple):
     """Episodes of equal length: ``obs`` ``(N, T + 1, obs_dim)``, ``actions`` ``(N, T, act_dim)`` (a
-    one-hot vector for a discrete action space) and ``rewards`` ``(N, T)``, all float32."""
+    one-hot vector for a discrete action space) and ``rewards`` ``(N, T)``, all float32.
+
+    Action ``t`` is taken in ``obs[:, t]``, leads to ``obs[:, t + 1]`` and earns ``rewards[:, t]``.
+
+    Example:
+        One episode of three steps rolled out by hand with :func:`pendulum_step`, from the upright
+        pendulum at rest under a constant torque:
+
+        >>> obs = [torch.tensor([[1.0, 0.0, 0.0]])]  # (cos θ, sin θ, θ'), θ = 0
+        >>> actions = torch.full((1, 3, 1), 0.5)
+        >>> for t in range(3):
+        ...     obs.append(pendulum_step(obs[-1], actions[:, t]))
+        >>> obs = torch.stack(obs, dim=1)  # (N, T + 1, 3)
+        >>> episodes = Trajectories(obs, actions, pendulum_reward(obs[:, :-1], actions))
+        >>> [tuple(part.shape) for part in episodes]
+        [(1, 4, 3), (1, 3, 1), (1, 3)]
+        >>> bool(episodes.obs[0, -1, 2] > 0)  # a positive torque turns it the positive way
+        True
+    """
 
     obs: torch.Tensor
     actions: torch.Tensor
@@ -113,6 +131,18 @@ def collect(
         MissingDependencyError: gymnasium is not installed.
         DataError: too few episodes lasted ``steps`` steps.
 
+    Example:
+        >>> episodes = collect("Pendulum-v1", num_episodes=2, steps=5, seed=0)
+        >>> episodes.obs.shape, episodes.actions.shape, episodes.rewards.shape
+        (torch.Size([2, 6, 3]), torch.Size([2, 5, 1]), torch.Size([2, 5]))
+        >>> torch.allclose(pendulum_reward(episodes.obs[:, :-1], episodes.actions), episodes.rewards)
+        True
+        >>> torch.equal(episodes.obs, collect(num_episodes=2, steps=5, seed=0).obs)  # same seed
+        True
+        >>> still = collect(num_episodes=1, steps=3, policy=lambda obs: np.zeros(1, dtype=np.float32))
+        >>> still.actions.flatten().tolist()
+        [0.0, 0.0, 0.0]
+
     References:
         Towers et al. (2024), "Gymnasium: a standard interface for reinforcement learning environments".
     """
@@ -152,6 +182,13 @@ def pendulum(split: str = "train", *, num_episodes: int | None = None, steps: in
         split: ``"train"``, ``"valid"`` or ``"test"``.
         num_episodes: episodes in the split (the sizes above by default).
         steps: actions per episode.
+
+    Example:
+        >>> data = pendulum("valid", num_episodes=3, steps=4)
+        >>> data
+        Dataset(name='pendulum', split='valid', kind='continuous', x=(3, 5, 3) float32)
+        >>> [tuple(t.shape) for t in data.tensors(labels=True)]  # model(x, y): observations, torques
+        [(3, 5, 3), (3, 4, 1)]
 
     References:
         Towers et al. (2024), "Gymnasium: a standard interface for reinforcement learning environments".

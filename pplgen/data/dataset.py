@@ -37,6 +37,24 @@ class Dataset:
         image_shape: how to show one flat row of ``x`` as an image, e.g. ``(8, 8)``, or ``None``.
         meta: everything else: mixture ``modes`` and ``std``, audio ``sample_rate`` and ``lengths``, a
             text's ``vocab``, ...
+
+    Raises:
+        UnknownNameError: ``kind`` is not one of :data:`KINDS`.
+        DataError: ``x`` does not have ``event_shape``, or ``y`` is not one label per data point.
+
+    Example:
+        >>> flips = torch.tensor([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+        >>> data = Dataset("coins", "train", "binary", flips, y=torch.tensor([0, 1, 0]), num_levels=2)
+        >>> data, len(data), data.event_shape
+        (Dataset(name='coins', split='train', kind='binary', x=(3, 2) float32, num_levels=2), 3, (2,))
+        >>> [tuple(t.shape) for t in data.tensors(labels=True)]  # what pplgen.fit gets for model(x, y)
+        [(3, 2), (3,)]
+        >>> len(data.subset(2, seed=0))
+        2
+        >>> Dataset("coins", "train", "binary", flips, y=torch.tensor([0, 1]))
+        Traceback (most recent call last):
+            ...
+        pplgen.errors.DataError: Dataset 'coins': y has 2 labels, expected 3 (one per data point)
     """
 
     name: str
@@ -110,7 +128,23 @@ class Dataset:
 
 
 def check_split(name: str, split: str, splits: Iterable[str] = ("train", "valid", "test")) -> None:
-    """Raise :class:`~pplgen.errors.UnknownNameError` unless ``split`` is one of ``splits``."""
+    """Raise :class:`~pplgen.errors.UnknownNameError` unless ``split`` is one of ``splits``.
+
+    Args:
+        name: the data set's name, for the message.
+        split: the split asked for.
+        splits: the splits the data set has.
+
+    Raises:
+        UnknownNameError: ``split`` is not one of ``splits``.
+
+    Example:
+        >>> check_split("digits", "test")  # a known split: nothing happens
+        >>> check_split("digits", "dev")
+        Traceback (most recent call last):
+            ...
+        pplgen.errors.UnknownNameError: data set 'digits' has no split 'dev'; valid splits: train, valid, test
+    """
     splits = tuple(splits)
     if split not in splits:
         raise UnknownNameError(f"data set {name!r} has no split {split!r}; valid splits: {', '.join(splits)}")

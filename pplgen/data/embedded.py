@@ -50,6 +50,15 @@ def digits(split: str = "train", *, variant: str = "binary") -> Dataset:
         A :class:`Dataset` with ``x`` of shape ``(N, 64)``, ``image_shape`` ``(8, 8)`` and the digit class
         as ``y``.
 
+    Example:
+        >>> data = digits("valid", variant="levels")
+        >>> data
+        Dataset(name='digits', split='valid', kind='discrete', x=(180, 64) int64, num_levels=17)
+        >>> int(data.x.min()), int(data.x.max()), data.image_shape
+        (0, 16, (8, 8))
+        >>> sum(len(digits(split)) for split in ("train", "valid", "test"))  # the splits cover the 1,797
+        1797
+
     References:
         Alpaydin & Kaynak (1998), "Optical recognition of handwritten digits", UCI Machine Learning
         Repository.
@@ -110,6 +119,17 @@ def ring8(split: str = "train", *, num_points: int | None = None) -> Dataset:
         A continuous :class:`Dataset` with ``x`` of shape ``(N, 2)``, the mode index as ``y``, and
         ``meta["modes"]`` (the ``(8, 2)`` centres) and ``meta["std"]``.
 
+    Example:
+        >>> data = ring8("test", num_points=1000)
+        >>> data.x.shape, data.meta["modes"].shape, data.meta["std"]
+        (torch.Size([1000, 2]), torch.Size([8, 2]), 0.01)
+        >>> round(float(data.x.norm(dim=1).mean()), 2)  # on the unit circle
+        1.0
+        >>> bool(((data.x - data.meta["modes"][data.y]).norm(dim=1) < 0.1).all())  # near its own mode
+        True
+        >>> torch.equal(data.x, ring8("test", num_points=1000).x)  # the same points on every call
+        True
+
     References:
         Lin, Khetan, Fanti & Oh (2018), "PacGAN: the power of two samples in generative adversarial
         networks".
@@ -132,6 +152,14 @@ def grid25(split: str = "train", *, num_points: int | None = None) -> Dataset:
     Returns:
         A continuous :class:`Dataset` with ``x`` of shape ``(N, 2)``, the mode index as ``y``, and
         ``meta["modes"]`` (the ``(25, 2)`` centres) and ``meta["std"]``.
+
+    Example:
+        >>> data = grid25(num_points=500)
+        >>> data.x.shape, data.meta["modes"].shape
+        (torch.Size([500, 2]), torch.Size([25, 2]))
+        >>> nearest = torch.cdist(data.x, data.meta["modes"]).argmin(dim=1)
+        >>> bool((nearest == data.y).all())  # every point lies closest to the mode it was drawn from
+        True
 
     References:
         Lin, Khetan, Fanti & Oh (2018), "PacGAN: the power of two samples in generative adversarial

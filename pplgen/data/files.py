@@ -44,8 +44,24 @@ def data_path(filename: str, dataset: str, root: str | os.PathLike | None = None
         dataset: the data set that needs it (named in the error message).
         root: the data directory; ``None`` uses the ``PPLGEN_DATA`` environment variable.
 
+    Returns:
+        The file's absolute path.
+
     Raises:
         DataFileError: no data directory is named, or the file is not in it.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     _ = Path(root, "notes.txt").write_text("hello")
+        ...     print(data_path("notes.txt", "demo", root) == Path(root, "notes.txt").resolve())
+        ...     try:
+        ...         data_path("missing.npz", "demo", root)
+        ...     except DataFileError as err:
+        ...         print(err)
+        True
+        the demo data set needs the file ...missing.npz, which was not found: set PPLGEN_DATA to the
+        folder that holds it, or pass root=
     """
     root = root if root is not None else os.environ.get(DATA_ENV)
     hint = f"set {DATA_ENV} to the folder that holds it, or pass root="
@@ -86,6 +102,21 @@ def binarized_mnist(split: str = "train", *, root: str | os.PathLike | None = No
     Returns:
         A binary :class:`Dataset` with ``x`` float32 of shape ``(N, 784)`` and ``image_shape`` ``(28, 28)``;
         ``y`` is ``None``.
+
+    Example:
+        A file of the expected layout, written to a temporary data directory and read back:
+
+        >>> import tempfile
+        >>> pixels = (np.arange(3 * 784).reshape(3, 784) % 3 == 0).astype(np.uint8)  # 3 images
+        >>> packed = np.packbits(pixels, axis=1)  # (3, 98)
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     np.savez(Path(root, "binarized_mnist.npz"), train=packed, valid=packed[:1], test=packed[:1])
+        ...     data = binarized_mnist("train", root=root)
+        >>> data, data.image_shape
+        (Dataset(name='binarized_mnist', split='train', kind='binary', x=(3, 784) float32, num_levels=2),
+         (28, 28))
+        >>> torch.equal(data.x, torch.from_numpy(pixels).float())
+        True
 
     References:
         Larochelle & Murray (2011), "The neural autoregressive distribution estimator".
@@ -295,6 +326,23 @@ def shakespeare(
         A token :class:`Dataset` with ``x`` int64 of shape ``(N, block_size)``, ``num_levels`` the
         vocabulary size, ``y`` ``None``, and in ``meta``: ``vocab`` (the vocabulary as a string),
         ``num_chars`` (the characters in the split before cutting into blocks) and ``block_size``.
+
+    Example:
+        A short text, written to a temporary data directory and read back in blocks of 8 characters:
+
+        >>> import tempfile
+        >>> text = "To be, or not to be: that is the question.\\n" * 20  # 860 characters
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     with gzip.open(Path(root, "tinyshakespeare.txt.gz"), "wt", encoding="utf-8") as f:
+        ...         _ = f.write(text)
+        ...     train = shakespeare("train", root=root, block_size=8)
+        ...     valid = shakespeare("valid", root=root, block_size=8)
+        >>> train.x.shape, valid.x.shape, train.num_levels
+        (torch.Size([96, 8]), torch.Size([10, 8]), 18)
+        >>> train.meta["num_chars"] + valid.meta["num_chars"] == len(text)  # 90 % and 10 %
+        True
+        >>> "".join(train.meta["vocab"][i] for i in train.x[0])
+        'To be, o'
 
     References:
         Karpathy (2015), "The unreasonable effectiveness of recurrent neural networks",

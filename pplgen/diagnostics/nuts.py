@@ -44,10 +44,12 @@ class Marginal:
 
     Attributes:
         name: the site, with the component's index where the site has several (``b[1]``).
-        vi_mean, vi_sd: the guide's mean and standard deviation.
-        mcmc_mean, mcmc_sd: NUTS's.
-        shift: (vi_mean - mcmc_mean) / mcmc_sd: how far the guide's mean lies, in posterior sds.
-        sd_ratio: vi_sd / mcmc_sd: below 1 the guide is overconfident.
+        vi_mean: the guide's mean.
+        vi_sd: the guide's standard deviation.
+        mcmc_mean: NUTS's mean.
+        mcmc_sd: NUTS's standard deviation.
+        shift: how far the guide's mean lies from NUTS's, in posterior sds, (vi_mean - mcmc_mean) / mcmc_sd.
+        sd_ratio: vi_sd / mcmc_sd; below 1 the guide is overconfident.
     """
 
     name: str

@@ -35,6 +35,17 @@ class PSIS:
     Attributes:
         log_weights: the smoothed, truncated and normalised log weights, the input's shape.
         khat: :math:`\\hat k` for each set of ratios, the input's shape without the draws' axis.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> smoothed = psis(torch.randn(2, 100))  # two sets of 100 log ratios
+        >>> smoothed.log_weights.shape, smoothed.khat.shape
+        (torch.Size([2, 100]), torch.Size([2]))
+        >>> smoothed.log_weights.exp().sum(-1)  # normalised over the draws
+        tensor([1.0000, 1.0000], dtype=torch.float64)
+
+    References:
+        Vehtari, Simpson, Gelman, Yao & Gabry (2024), "Pareto smoothed importance sampling", JMLR 25(72).
     """
 
     log_weights: torch.Tensor
@@ -42,7 +53,18 @@ class PSIS:
 
 
 def good_threshold(num_draws: int) -> float:
-    """The k̂ below which PSIS estimates from ``num_draws`` draws are reliable: min(1 - 1/log10 S, 0.7)."""
+    """The k̂ below which PSIS estimates from ``num_draws`` draws are reliable: min(1 - 1/log10 S, 0.7).
+
+    Raises:
+        ValueError: fewer than 2 draws.
+
+    Example:
+        >>> good_threshold(100), round(good_threshold(1000), 3), good_threshold(10**6)  # at most 0.7
+        (0.5, 0.667, 0.7)
+
+    References:
+        Vehtari, Simpson, Gelman, Yao & Gabry (2024), "Pareto smoothed importance sampling", JMLR 25(72).
+    """
     if num_draws < 2:
         raise ValueError(f"expected at least 2 draws, got {num_draws}")
     return min(1.0 - 1.0 / math.log10(num_draws), 0.7)
@@ -51,8 +73,33 @@ def good_threshold(num_draws: int) -> float:
 def psis(log_ratios: torch.Tensor, dim: int = -1) -> PSIS:
     """Pareto smoothed importance sampling of the log ratios along ``dim`` (the draws).
 
+    Args:
+        log_ratios: log importance ratios :math:`\\log r_s`, up to a constant, with the draws along ``dim``.
+        dim: the draws' dimension.
+
+    Returns:
+        :class:`PSIS`: the smoothed log weights, normalised along ``dim``, and :math:`\\hat k` per set of
+        ratios.
+
     Raises:
         ValueError: fewer than 25 draws, or a ratio that is NaN.
+
+    Example:
+        Draws from :math:`q = N(0, 1)` weighted towards a narrower and a wider normal target: a proposal
+        wider than its target gives bounded ratios, a narrower one a heavy tail.
+
+        >>> _ = torch.manual_seed(0)
+        >>> draws = torch.randn(1000)
+        >>> def log_ratios(target_sd):
+        ...     target = torch.distributions.Normal(0.0, target_sd)
+        ...     return target.log_prob(draws) - torch.distributions.Normal(0.0, 1.0).log_prob(draws)
+        >>> bool(psis(log_ratios(0.5)).khat < 0.5), bool(psis(log_ratios(2.0)).khat > good_threshold(1000))
+        (True, True)
+
+    References:
+        Vehtari, Simpson, Gelman, Yao & Gabry (2024), "Pareto smoothed importance sampling", JMLR 25(72).
+        Zhang & Stephens (2009), "A new and efficient estimation method for the generalized Pareto
+        distribution".
     """
     if log_ratios.shape[dim] < MIN_DRAWS:
         raise ValueError(
@@ -131,6 +178,22 @@ class LOO:
         p_loo: the effective number of parameters, lppd - elpd.
         pointwise: elpd_i per data point.
         khat: k̂ of each point's leave-one-out ratios 1 / p(y_i | theta_s).
+
+    Example:
+        Twenty points from :math:`N(1, 1)`, and draws from the posterior of their mean under a flat prior:
+
+        >>> _ = torch.manual_seed(0)
+        >>> y = torch.randn(20) + 1.0
+        >>> theta = y.mean() + torch.randn(2000) / math.sqrt(20)  # (S,)
+        >>> loo = psis_loo(torch.distributions.Normal(theta[:, None], 1.0).log_prob(y))  # from (S, N)
+        >>> loo.pointwise.shape, loo.khat.shape
+        (torch.Size([20]), torch.Size([20]))
+        >>> math.isclose(loo.elpd, float(loo.pointwise.sum())), loo.se > 0, bool((loo.khat < 0.5).all())
+        (True, True, True)
+
+    References:
+        Vehtari, Gelman & Gabry (2017), "Practical Bayesian model evaluation using leave-one-out
+        cross-validation and WAIC".
     """
 
     elpd: float
@@ -141,7 +204,39 @@ class LOO:
 
 
 def psis_loo(log_likelihood: torch.Tensor) -> LOO:
-    """PSIS-LOO from pointwise log-likelihoods ``(S, N)`` of S posterior draws and N data points."""
+    """PSIS-LOO from pointwise log-likelihoods ``(S, N)`` of S posterior draws and N data points.
+
+    Each point's leave-one-out predictive density :math:`p(y_i \\mid y_{-i})` is estimated by importance
+    sampling the full posterior's draws with ratios :math:`1 / p(y_i \\mid \\theta_s)`, smoothed by
+    :func:`psis`.
+
+    Args:
+        log_likelihood: :math:`\\log p(y_i \\mid \\theta_s)`, shape ``(S, N)`` (or ``(S, ...)``, flattened
+            to one column per data point).
+
+    Returns:
+        :class:`LOO`: elpd, its standard error, p_loo, and elpd and k̂ per point.
+
+    Raises:
+        ValueError: fewer than 25 draws, or a log-likelihood that is NaN.
+
+    Example:
+        Two models of twenty points from :math:`N(1, 1)` that learn the mean, one with the right spread
+        and one three times too wide; LOO prefers the first, and counts about one parameter:
+
+        >>> _ = torch.manual_seed(0)
+        >>> y = torch.randn(20) + 1.0
+        >>> theta = y.mean() + torch.randn(2000) / math.sqrt(20)  # posterior draws of the mean, (S,)
+        >>> loo = psis_loo(torch.distributions.Normal(theta[:, None], 1.0).log_prob(y))
+        >>> wide = psis_loo(torch.distributions.Normal(theta[:, None], 3.0).log_prob(y))
+        >>> loo.elpd > wide.elpd, 0.5 < loo.p_loo < 2.0
+        (True, True)
+
+    References:
+        Vehtari, Gelman & Gabry (2017), "Practical Bayesian model evaluation using leave-one-out
+        cross-validation and WAIC".
+        Vehtari, Simpson, Gelman, Yao & Gabry (2024), "Pareto smoothed importance sampling", JMLR 25(72).
+    """
     log_lik = log_likelihood.detach().double().cpu().reshape(log_likelihood.shape[0], -1)
     smoothed = psis(-log_lik, dim=0)
     pointwise = torch.logsumexp(smoothed.log_weights + log_lik, dim=0)
@@ -152,7 +247,25 @@ def psis_loo(log_likelihood: torch.Tensor) -> LOO:
 
 
 def describe_khat(khat: float, num_draws: int) -> str:
-    """What a k̂ of importance ratios between an approximation and its target says, in words."""
+    """What a k̂ of importance ratios between an approximation and its target says, in words.
+
+    Args:
+        khat: the Pareto shape estimate.
+        num_draws: the draws it was estimated from (sets the threshold :func:`good_threshold`).
+
+    Returns:
+        The verdict (good, fair, bad, very bad) and what it means, in one or two sentences.
+
+    Example:
+        >>> describe_khat(0.8, num_draws=1000)
+        'k̂ = 0.80 >= 0.67: bad. The approximation misses part of the target ...'
+        >>> [describe_khat(k, 1000).split(": ")[1].split(".")[0] for k in (0.3, 0.6, 0.8, 1.2)]
+        ['good', 'fair', 'bad', 'very bad']
+
+    References:
+        Vehtari, Simpson, Gelman, Yao & Gabry (2024), "Pareto smoothed importance sampling", JMLR 25(72).
+        Yao, Vehtari, Simpson & Gelman (2018), "Yes, but did it work?: Evaluating variational inference".
+    """
     threshold = good_threshold(num_draws)
     if khat < 0.5:
         return (

@@ -48,14 +48,38 @@ class Diagnosis:
         khat_points: k̂ per data point: of each point's ratios p(x_n, z_n)/q(z_n | x_n) when every latent is
             local, else PSIS-LOO's (how much each point sways the posterior).
         khat_points_of: ``"importance"`` or ``"loo"``: which of the two ``khat_points`` holds.
-        elbo, iw_bound: the ELBO and the importance-weighted bound with S samples, nats per data point.
+        elbo: the ELBO, nats per data point.
+        iw_bound: the importance-weighted bound with S samples, nats per data point.
         kl_per_dim: per local latent site, KL(q || p) of each dimension, nats per data point.
-        active_units, latent_units: per local latent site, dimensions whose posterior mean varies over the
-            data (Burda et al. 2016), and all dimensions.
+        active_units: per local latent site, the dimensions whose posterior mean varies over the data
+            (Burda et al. 2016).
+        latent_units: per local latent site, all its dimensions.
         marginals: VI against NUTS per scalar latent, when NUTS ran.
         nuts_divergences: NUTS's divergent transitions after warm-up, when it ran.
         notes: what was not checked, and why.
         verdicts: the findings in words; the first is the overall answer.
+
+    Example:
+        :func:`diagnose` fills one in; here one is made by hand to show what it derives and prints:
+
+        >>> found = Diagnosis(
+        ...     "latent", num_points=10, num_samples=100, elbo=-5.0, iw_bound=-4.75,
+        ...     active_units={"z": 0}, latent_units={"z": 2}, verdicts=["Posterior collapse: z is unused."],
+        ... )
+        >>> found.gap, found.collapsed  # IW bound - ELBO; no latent dimension active
+        (0.25, True)
+        >>> print(found)
+        Inference diagnostics (latent model, 10 data points)
+          ELBO -5.000, importance-weighted bound (K=100) -4.750: gap 0.250 nats per data point
+        Verdict:
+          - Posterior collapse: z is unused.
+        >>> found.to_dict()["collapsed"]
+        True
+
+    References:
+        Yao, Vehtari, Simpson & Gelman (2018), "Yes, but did it work?: Evaluating variational inference".
+        Burda, Grosse & Salakhutdinov (2016), "Importance weighted autoencoders" (the importance-weighted
+        bound; active units).
     """
 
     family: str
@@ -77,12 +101,12 @@ class Diagnosis:
 
     @property
     def gap(self) -> float | None:
-        """IW bound minus ELBO: a lower bound on KL(q || posterior), nats per data point."""
+        """The IW bound minus the ELBO, a lower bound on KL(q || posterior) in nats per data point."""
         return None if self.elbo is None else self.iw_bound - self.elbo
 
     @property
     def collapsed(self) -> bool:
-        """No latent dimension is in use: the posterior equals the prior for every data point."""
+        """Whether no latent dimension is in use (the posterior equals the prior for every data point)."""
         return bool(self.latent_units) and sum(self.active_units.values()) == 0
 
     def to_dict(self) -> dict:

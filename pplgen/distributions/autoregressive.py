@@ -30,6 +30,24 @@ class AutoregressiveDistribution(TorchDistribution):
     Args:
         net: the network.
         context: ``(*batch_shape, *net.context_shape)``, or ``None`` for an unconditional network.
+
+    Example:
+        >>> from pplgen.nn import NADENet
+        >>> _ = torch.manual_seed(0)
+        >>> d = AutoregressiveDistribution(NADENet(dim=3, hidden=4))
+        >>> states = torch.tensor([[i >> k & 1 for k in range(3)] for i in range(8)]).float()
+        >>> round(d.log_prob(states).exp().sum().item(), 4)  # normalised over all 2^3 states
+        1.0
+        >>> _ = torch.manual_seed(1)
+        >>> cached = d.sample((5,))
+        >>> _ = torch.manual_seed(1)
+        >>> cached.shape, torch.equal(cached, d.sample((5,), naive=True))
+        (torch.Size([5, 3]), True)
+        >>> try:
+        ...     AutoregressiveDistribution(NADENet(dim=3, hidden=4), context=torch.zeros(2, 1))
+        ... except DataError as err:
+        ...     print(err)
+        AutoregressiveDistribution: the network takes no context, got a context of shape (2, 1)
     """
 
     arg_constraints = {}

@@ -41,6 +41,25 @@ class Implicit(TorchDistribution):
         event_dim: how many rightmost dimensions of ``value`` form one event.
         context: what the value is conditioned on, of shape ``batch_shape + (K,)`` (e.g. one-hot labels);
             None for an unconditional simulation.
+
+    Example:
+        >>> import pyro, pyro.distributions as dist
+        >>> from pplgen.graph import inspect
+        >>> def model(x):
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        ...         pyro.sample("x", Implicit(2 * z, event_dim=1), obs=x)
+        >>> graph = inspect(model, torch.zeros(5, 2))
+        >>> graph.graph["family"], graph.nodes["x"]["kind"], list(graph.edges)
+        ('implicit', 'implicit', [('z', 'x')])
+        >>> d = Implicit(torch.ones(3, 2), event_dim=1)
+        >>> d.batch_shape, d.event_shape, d.rsample((4,)).shape
+        (torch.Size([3]), torch.Size([2]), torch.Size([4, 3, 2]))
+        >>> try:
+        ...     d.log_prob(torch.ones(3, 2))
+        ... except ImplicitLikelihoodError as err:
+        ...     print(err)
+        an Implicit site has a simulated value and no likelihood; train the program adversarially ...
     """
 
     arg_constraints = {}

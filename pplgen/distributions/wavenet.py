@@ -50,6 +50,17 @@ def mu_law_decode(levels: torch.Tensor, num_levels: int = 256) -> torch.Tensor:
 
     Returns:
         Floats in [-1, 1] (the default float type) of the same shape.
+
+    References:
+        ITU-T Recommendation G.711 (1988), "Pulse code modulation (PCM) of voice frequencies".
+        van den Oord et al. (2016), "WaveNet: a generative model for raw audio", Section 2.2.
+
+    Example:
+        >>> [round(x, 5) for x in mu_law_decode(torch.tensor([0, 128, 255])).tolist()]
+        [-1.0, 9e-05, 1.0]
+        >>> levels = torch.arange(8)
+        >>> torch.equal(mu_law_encode(mu_law_decode(levels, 8), 8), levels)
+        True
     """
     mu = num_levels - 1
     f = 2 * levels.to(torch.get_default_dtype()) / mu - 1
@@ -97,8 +108,9 @@ class WaveNet(AutoregressiveDistribution):
         context: the global context ``(*batch_shape, G)`` when the network has ``global_dim``.
         local: the local context ``(*batch_shape, C, T_local)`` when the network has ``local_channels``.
 
-    The two are joined into the one tensor :attr:`context` that the network takes (see
-    :meth:`WaveNetNet.join_context`); their batch dimensions broadcast to the distribution's batch shape.
+    The two are joined into the one tensor ``context`` that the network takes (see
+    :meth:`pplgen.nn.WaveNetNet.join_context`); their batch dimensions broadcast to the distribution's
+    batch shape.
     """
 
     label = "WaveNet"

@@ -54,6 +54,20 @@ class AnomalyScores:
             K=100"``, ``"critic: ..."``).
         dims: D, the numbers in one data point (of the first data tensor).
         density: whether the scores are negative log-densities.
+
+    Example:
+        An untrained FVSBN gives each of 8 bits probability 1/2: every point scores 8 bits. A critic's
+        scores have no unit:
+
+        >>> from pplgen.models import FVSBNModel
+        >>> x = torch.bernoulli(torch.full((4, 8), 0.5))
+        >>> found = anomaly_scores(FVSBNModel(8).model, x, device="cpu")
+        >>> found.estimator, len(found), [round(b, 4) for b in found.bits_per_dim.tolist()]
+        ('exact', 4, [1.0, 1.0, 1.0, 1.0])
+        >>> AnomalyScores(torch.tensor([0.3, -1.2]), "critic: GAN", dims=2, density=False).nats
+        Traceback (most recent call last):
+        ...
+        pplgen.errors.ImplicitLikelihoodError: these scores are a critic's (critic: GAN), not a density, ...
     """
 
     scores: torch.Tensor

@@ -266,6 +266,23 @@ def decode(result: FitResult, codes, *, data=None, max_rows: int = 1024) -> torc
     Raises:
         ModelError: the model has no local latent, or has global latents and no guide to draw them from.
         DataError: the codes do not fit the latents, or ``data`` do not fit the codes or the program.
+
+    Example:
+        A VAE's decoder means are Bernoulli probabilities:
+
+        >>> import pplgen
+        >>> from pplgen.models import VAE
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.bernoulli(torch.full((32, 8), 0.5))
+        >>> vae = VAE(8, z_dim=2, hidden=8)
+        >>> result = pplgen.fit(vae.model, x, vae.guide, epochs=1, valid_fraction=0, seed=0, progress=False)
+        >>> means = decode(result, torch.zeros(3, 2))
+        >>> means.shape, bool(((means > 0) & (means < 1)).all())
+        (torch.Size([3, 8]), True)
+        >>> decode(result, torch.zeros(3, 5))
+        Traceback (most recent call last):
+        ...
+        pplgen.errors.DataError: expected codes of shape (N, 2) (z 2), got (3, 5)
     """
     if not isinstance(result, FitResult):
         raise TypeError(f"expected a FitResult from pplgen.fit, got {type(result).__name__}")
@@ -318,6 +335,18 @@ def _decode_chunk(model: Callable, graph, values: dict, batch: tuple) -> torch.T
 
 def reconstruct(result: FitResult, data, *, num_samples: int = 32, max_rows: int = 1024) -> torch.Tensor:
     """``decode(result, encode(result, data), data=data)``: each point through its posterior mean code and
-    back, ``(N, *shape)`` on the CPU."""
+    back, ``(N, *shape)`` on the CPU.
+
+    Example:
+        >>> import pplgen
+        >>> from pplgen.models import VAE
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.bernoulli(torch.full((32, 8), 0.5))
+        >>> vae = VAE(8, z_dim=2, hidden=8)
+        >>> result = pplgen.fit(vae.model, x, vae.guide, epochs=1, valid_fraction=0, seed=0, progress=False)
+        >>> again = reconstruct(result, x)
+        >>> again.shape, bool(((again > 0) & (again < 1)).all())
+        (torch.Size([32, 8]), True)
+    """
     codes = encode(result, data, num_samples=num_samples, max_rows=max_rows)
     return decode(result, codes, data=data, max_rows=max_rows)

@@ -56,6 +56,14 @@ class FeatureClassifier(nn.Module):
     Attributes:
         config: the arguments, as plain data: ``FeatureClassifier(**config)`` rebuilds it.
         accuracy: the test accuracy measured by :func:`train_feature_classifier` (``None`` untrained).
+
+    Example:
+        >>> classifier = FeatureClassifier((8, 8), num_classes=3, feature_dim=6)
+        >>> images = torch.bernoulli(torch.full((5, 64), 0.5))
+        >>> classifier(images).shape, classifier.features(images).shape
+        (torch.Size([5, 3]), torch.Size([5, 6]))
+        >>> torch.equal(classifier.features(images), classifier.features(images.reshape(5, 8, 8)))
+        True
     """
 
     def __init__(
@@ -205,6 +213,20 @@ def train_feature_classifier(
     References:
         LeCun, Bottou, Bengio & Haffner (1998), "Gradient-based learning applied to document recognition"
         (the convolutional classifier).
+
+    Example:
+        Bars in the upper or lower half of an image are told apart after a few epochs (measured here on
+        the training images themselves; nothing is cached):
+
+        >>> from pplgen.data import Dataset
+        >>> _ = torch.manual_seed(0)
+        >>> top = (torch.arange(8)[:, None] < 4).float().expand(8, 8).flatten()  # upper half lit
+        >>> x = torch.stack([top, 1 - top] * 10)  # 20 flat 8x8 images, two classes
+        >>> x = (x + torch.bernoulli(torch.full(x.shape, 0.05))) % 2  # a few pixels flipped
+        >>> bars = Dataset("bars", "train", "binary", x, torch.tensor([0, 1] * 10), image_shape=(8, 8))
+        >>> classifier = train_feature_classifier(bars, epochs=5, test=bars, cache=False)
+        >>> classifier.accuracy
+        1.0
     """
     _check_labelled_images(dataset)
     test = _other_split(dataset, "test") if test is None else test
@@ -397,8 +419,8 @@ def image_metrics(
             conditional-GAN measure of Odena, Olah & Shlens 2017).
 
     Returns:
-        ``{"fd": float, "precision": float, "recall": float, "classifier_accuracy": float,
-        "num_samples": int}``, and ``"label_accuracy"`` when ``labels`` are given.
+        dict: ``"fd"``, ``"precision"``, ``"recall"`` and ``"classifier_accuracy"`` (floats) and
+        ``"num_samples"`` (an int), and ``"label_accuracy"`` when ``labels`` are given.
 
     Raises:
         DataError: the data set is not a labelled image set, or the samples have the wrong shape.
@@ -408,6 +430,20 @@ def image_metrics(
         equilibrium".
         Kynkäänniemi et al. (2019), "Improved precision and recall metric for assessing generative models".
         Odena, Olah & Shlens (2017), "Conditional image synthesis with auxiliary classifier GANs".
+
+    Example:
+        "Samples" that are the data themselves are at distance 0, with full precision and recall:
+
+        >>> from pplgen.data import Dataset
+        >>> _ = torch.manual_seed(0)
+        >>> top = (torch.arange(8)[:, None] < 4).float().expand(8, 8).flatten()  # upper half lit
+        >>> x = torch.stack([top, 1 - top] * 10)  # 20 flat 8x8 images, two classes
+        >>> x = (x + torch.bernoulli(torch.full(x.shape, 0.05))) % 2  # a few pixels flipped
+        >>> bars = Dataset("bars", "train", "binary", x, torch.tensor([0, 1] * 10), image_shape=(8, 8))
+        >>> classifier = train_feature_classifier(bars, epochs=5, test=bars, cache=False)
+        >>> row = image_metrics(bars.x, bars, classifier, k=2)
+        >>> abs(row["fd"]) < 1e-3, row["precision"], row["recall"], row["num_samples"]
+        (True, 1.0, 1.0, 20)
     """
     _check_labelled_images(dataset)
     if classifier is None:

@@ -52,8 +52,9 @@ def mode_metrics(
         threshold: how many standard deviations from its mode a high-quality sample may lie.
 
     Returns:
-        ``{"modes": covered modes (int), "hq_percent": percentage of high-quality samples (float),
-        "reverse_kl": KL(p || uniform) in nats (float; ``inf`` when no sample is high quality)}``.
+        dict: ``"modes"``, the covered modes (int); ``"hq_percent"``, the percentage of high-quality
+        samples (float); ``"reverse_kl"``, KL(p || uniform) in nats (float; ``inf`` when no sample is
+        high quality).
 
     Raises:
         DataError: a shape, ``std`` or ``threshold`` is not as described above.

@@ -36,6 +36,20 @@ def summary(
     ``modes``, ``hq_percent`` and ``reverse_kl`` from ``num_generated`` samples; on labelled images,
     :func:`image_metrics` (a conditional program draws for the labels of the data points it is compared
     with, and gets ``label_accuracy``). ``labels``: the program takes ``(x, y)``.
+
+    Example:
+        No model compresses fair coin flips, so an FVSBN fitted to them stays near one bit per dimension:
+
+        >>> import pplgen
+        >>> from pplgen.data import Dataset
+        >>> from pplgen.models import FVSBNModel
+        >>> _ = torch.manual_seed(0)
+        >>> coins = Dataset("coins", "test", "binary", torch.bernoulli(torch.full((32, 8), 0.5)))
+        >>> fvsbn = FVSBNModel(8)
+        >>> result = pplgen.fit(fvsbn.model, coins.x, epochs=1, valid_fraction=0, seed=0, progress=False)
+        >>> row = summary(result, coins)
+        >>> row["family"], row["estimator"], row["n"], round(row["bits_per_dim"], 1)
+        ('exact', 'exact', 32, 1.0)
     """
     row: dict = {"family": result.family, "data": dataset.name, "split": dataset.split, "n": len(dataset)}
     if result.family in ("exact", "latent"):

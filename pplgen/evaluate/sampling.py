@@ -60,6 +60,24 @@ def sample(
         the chain ``x_t``, as in a deep Markov model) are joined into one tensor stacked along a new
         step dimension after the sample dimension, ``(num_samples, T, *step_shape)``, under the
         chain's name; when the observed sites are exactly one chain, that tensor is returned alone.
+
+    Raises:
+        DataError: neither ``data`` nor a FitResult says what shapes the program takes.
+
+    Example:
+        >>> import pyro.distributions as dist
+        >>> def model(x):  # x = 3 z + small noise, so draws spread with standard deviation about 3
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(3.0 * z, 0.1), obs=x)
+        >>> _ = torch.manual_seed(0)
+        >>> draws = sample(model, 1000, torch.zeros(2), device="cpu")
+        >>> draws.shape, bool(2.8 < draws.std() < 3.2)
+        (torch.Size([1000]), True)
+        >>> sample(model, 5)
+        Traceback (most recent call last):
+        ...
+        pplgen.errors.DataError: sample needs data (a batch of the shapes the program takes) or ...
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")

@@ -23,6 +23,7 @@ from pplgen.guides.structure import LatentSpec
 
 __all__ = ["POSTERIORS", "DiscreteHead", "FullRankHead", "MeanField", "NormalHead", "make_head"]
 
+#: The posterior families an :class:`~pplgen.guides.AmortisedGuide` head can take for a continuous latent.
 POSTERIORS = ("normal", "full_rank")
 _MIN_SCALE = 1e-5  # keeps a collapsing scale away from zero, where log q would be infinite
 

@@ -35,7 +35,21 @@ __all__ = ["LatentSpec", "PlateSpec", "data_axis", "observed_values", "read_late
 
 @dataclass(frozen=True)
 class PlateSpec:
-    """One plate around a site: its name, full size and tensor dim; ``data`` for a data plate."""
+    """One plate around a site: its name, full size and tensor dim; ``data`` for a data plate.
+
+    Example:
+        >>> from pplgen.graph import inspect
+        >>> def model(x):
+        ...     with pyro.plate("data", len(x), dim=-2), pyro.plate("features", 3, dim=-1):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> x = torch.zeros(4, 3)
+        >>> (spec,) = read_latents(model, inspect(model, x), (x,))
+        >>> for plate in spec.plates:  # outermost first
+        ...     print(plate)
+        PlateSpec(name='data', size=4, dim=-2, data=True)
+        PlateSpec(name='features', size=3, dim=-1, data=False)
+    """
 
     name: str
     size: int
@@ -62,6 +76,21 @@ class LatentSpec:
         parents: the latent sites it depends on in the model, directly or through deterministic sites
             (``pyro.deterministic``, and the value Pyro's ``obs_mask`` merges); sampled earlier by the guide.
         init: an unconstrained initial value (the prior median) for a global site.
+
+    Example:
+        A global Dirichlet latent: three weights on the simplex, two numbers in unconstrained space.
+
+        >>> from pplgen.graph import inspect
+        >>> def model(x):
+        ...     weights = pyro.sample("weights", dist.Dirichlet(torch.ones(3)))
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("x", dist.Categorical(weights), obs=x)
+        >>> x = torch.tensor([0, 2, 2, 1])
+        >>> (spec,) = read_latents(model, inspect(model, x), (x,))
+        >>> spec.local, spec.explains, spec.point_shape, spec.unconstrained_shape
+        (False, ('x',), torch.Size([3]), torch.Size([2]))
+        >>> round(float(spec.transform(spec.init).sum()), 3)  # the initial value maps onto the simplex
+        1.0
     """
 
     name: str
@@ -89,7 +118,7 @@ class LatentSpec:
 
     @property
     def plate_shape(self) -> torch.Size:
-        """The per-point shape without the event dims: the extra plates a local value spans."""
+        """The per-point shape without the event dims, i.e. the extra plates a local value spans."""
         rank = len(self.event_shape)
         return self.point_shape[: len(self.point_shape) - rank] if rank else self.point_shape
 
@@ -123,7 +152,37 @@ def data_axis(site: dict, data_plates) -> int | None:
 
 
 def read_latents(model: Callable, graph: nx.DiGraph, batch: tuple) -> list[LatentSpec]:
-    """The latent sites of ``model`` (in program order) as :class:`LatentSpec`\\ s, traced on ``batch``."""
+    """The latent sites of ``model`` (in program order) as :class:`LatentSpec`\\ s, traced on ``batch``.
+
+    Args:
+        model: the model program.
+        graph: its graph, from :func:`pplgen.graph.inspect` on the same arguments.
+        batch: the program's arguments, a mini-batch of data points first.
+
+    Returns:
+        One :class:`LatentSpec` per latent sample site.
+
+    Raises:
+        GuideError: a latent sits inside a subsampled plate.
+        ModelError: the program raised, or a latent in a data plate has no dimension for it.
+
+    References:
+        Webb, Goliński, Zinkov, Siddharth, Rainforth, Teh & Wood (2018), "Faithful inversion of generative
+        models for effective amortized inference" (which sites a latent's inverse conditions on).
+
+    Example:
+        >>> from pplgen.graph import inspect
+        >>> def model(x):
+        ...     scale = pyro.sample("scale", dist.LogNormal(0.0, 1.0))
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", dist.Normal(torch.zeros(2), scale).to_event(1))
+        ...         pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+        >>> x = torch.zeros(5, 2)
+        >>> for spec in read_latents(model, inspect(model, x), (x,)):
+        ...     print(spec.name, spec.local, tuple(spec.point_shape), spec.parents, spec.explains)
+        scale False () () ('x',)
+        z True (2,) ('scale',) ('x',)
+    """
     data_plates = tuple(graph.graph.get("data_plates", ()))
     with isolated(), pyro.validation_enabled(False), program_errors(model):
         trace = poutine.trace(InitMessenger(_initial_value)(model)).get_trace(*batch)

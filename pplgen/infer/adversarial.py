@@ -35,6 +35,7 @@ __all__ = [
     "local_latents",
     "packed_shape",
     "per_point",
+    "Simulated",
 ]
 
 
@@ -167,7 +168,32 @@ class CriticTrainer(Trainer):
 
     Subclasses set ``discriminator`` and ``d_lr`` in their constructor; this class moves the
     discriminator to the device, builds its optimiser, switches its mode with the program's, saves it in
-    checkpoints, and takes guarded steps (:meth:`_update`).
+    checkpoints, and takes guarded steps (``_update``).
+
+    Example:
+        A GAN's trainer, with the critic learning four times as fast as the generator (two time-scales):
+
+        >>> import pyro.distributions as dist
+        >>> from pplgen.graph import inspect
+        >>> class Generator(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.net = nn.Linear(1, 2)
+        ...     def model(self, x):
+        ...         with pyro.plate("data", len(x)):
+        ...             z = pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
+        ...             pyro.sample("x", Implicit(self.net(z), event_dim=1), obs=x)
+        >>> _ = torch.manual_seed(0)
+        >>> generator, x = Generator(), torch.randn(8, 2)
+        >>> graph, cpu = inspect(generator.model, x), torch.device("cpu")
+        >>> trainer = AdversarialTrainer(generator.model, None, graph, cpu, lr=1e-4, d_lr=4e-4)
+        >>> isinstance(trainer, CriticTrainer)
+        True
+        >>> trainer.setup((x,), num_data=8)
+        >>> trainer.optimizer.param_groups[0]["lr"], trainer.d_optimizer.param_groups[0]["lr"]
+        (0.0001, 0.0004)
+        >>> sorted(trainer.state_dict())  # the critic and its optimiser are checkpointed too
+        ['average', 'averaged_steps', 'd_optimizer', 'discriminator', 'optimizer', 'params']
     """
 
     discriminator: nn.Module
@@ -230,8 +256,35 @@ class AdversarialTrainer(CriticTrainer):
         Mescheder, Geiger & Nowozin (2018), "Which training methods for GANs do actually converge?" (R1).
         Lin, Khetan, Fanti & Oh (2018), "PacGAN: the power of two samples in generative adversarial
         networks".
-        Heusel et al. (2017), "GANs trained by a two time-scale update rule..." (separate learning rates).
-        Yazıcı et al. (2019), "The unusual effectiveness of averaging in GAN training" (EMA).
+        Heusel, Ramsauer, Unterthiner, Nessler & Hochreiter (2017), "GANs trained by a two time-scale update
+        rule converge to a local Nash equilibrium" (separate learning rates).
+        Yazıcı, Foo, Winkler, Yap, Piliouras & Chandrasekhar (2019), "The unusual effectiveness of
+        averaging in GAN training" (EMA).
+
+    Example:
+        A generator of 2-D points; with ``pack=2`` the default critic, built from the samples' shape,
+        scores pairs of samples:
+
+        >>> import pyro.distributions as dist
+        >>> from pplgen.graph import inspect
+        >>> class Generator(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.net = nn.Linear(1, 2)
+        ...     def model(self, x):
+        ...         with pyro.plate("data", len(x)):
+        ...             z = pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
+        ...             pyro.sample("x", Implicit(self.net(z), event_dim=1), obs=x)
+        >>> _ = torch.manual_seed(0)
+        >>> generator, x = Generator(), torch.randn(8, 2)
+        >>> settings = AdversarialSettings(loss="hinge", pack=2)
+        >>> graph = inspect(generator.model, x)
+        >>> trainer = AdversarialTrainer(generator.model, None, graph, torch.device("cpu"), settings=settings)
+        >>> trainer.setup((x,), num_data=8)
+        >>> type(trainer.discriminator).__name__, tuple(trainer.critic(x).shape)
+        ('Critic', (4,))
+        >>> sorted(trainer.step((x,), num_data=8)), sorted(trainer.validate((x,), batch_size=8))
+        (['d_loss', 'g_loss', 'skipped'], ['val_d_loss'])
     """
 
     monitor = "val_d_loss"
@@ -430,6 +483,34 @@ class ALITrainer(AdversarialTrainer):
         Dumoulin, Belghazi, Poole, Mastropietro, Lamb, Arjovsky & Courville (2017), "Adversarially
         learned inference".
         Donahue, Krähenbühl & Darrell (2017), "Adversarial feature learning".
+
+    Example:
+        The discriminator judges (x, z) pairs: a 2-D data point joined to its 1-D latent.
+
+        >>> import pyro.distributions as dist
+        >>> from pplgen.graph import inspect
+        >>> class BiGAN(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.generator, self.encoder = nn.Linear(1, 2), nn.Linear(2, 1)
+        ...     def model(self, x):
+        ...         with pyro.plate("data", len(x)):
+        ...             z = pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
+        ...             pyro.sample("x", Implicit(self.generator(z), event_dim=1), obs=x)
+        ...     def guide(self, x):
+        ...         with pyro.plate("data", len(x)):
+        ...             pyro.sample("z", dist.Normal(self.encoder(x), 0.1).to_event(1))
+        >>> _ = torch.manual_seed(0)
+        >>> bigan, x = BiGAN(), torch.randn(8, 2)
+        >>> trainer = ALITrainer(bigan.model, bigan.guide, inspect(bigan.model, x), torch.device("cpu"))
+        >>> trainer.setup((x,), num_data=8)
+        >>> real, fake, context, _ = trainer.simulate((x,))
+        >>> tuple(real.shape), tuple(fake.shape), context
+        ((8, 3), (8, 3), None)
+        >>> torch.equal(real[:, :2], x)  # real pairs hold the data themselves
+        True
+        >>> sorted(trainer.step((x,), num_data=8))
+        ['d_loss', 'g_loss', 'skipped']
     """
 
     def __init__(self, *args, **kwargs):

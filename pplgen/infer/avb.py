@@ -73,6 +73,14 @@ class AdversarialELBO:
     References:
         Mescheder, Nowozin & Geiger (2017), "Adversarial variational Bayes: unifying variational
         autoencoders and generative adversarial networks".
+
+    Example:
+        >>> AdversarialELBO(d_steps=3)  # pass as pplgen.fit(..., objective=AdversarialELBO(d_steps=3))
+        AdversarialELBO(d_steps=3)
+        >>> AdversarialELBO(d_steps=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: expected d_steps >= 1, got 0
     """
 
     d_steps: int = 1
@@ -101,6 +109,35 @@ class AVBTrainer(CriticTrainer):
     References:
         Mescheder, Nowozin & Geiger (2017), "Adversarial variational Bayes: unifying variational
         autoencoders and generative adversarial networks".
+
+    Example:
+        A VAE whose encoder takes noise as an input, so that :math:`q(z \mid x)` has no density:
+
+        >>> import pyro.distributions as dist
+        >>> from pplgen.graph import inspect
+        >>> class NoisyVAE(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.decoder, self.encoder = nn.Linear(1, 2), nn.Linear(2 + 1, 1)
+        ...     def model(self, x):
+        ...         with pyro.plate("data", len(x)):
+        ...             z = pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
+        ...             pyro.sample("x", dist.Normal(self.decoder(z), 1.0).to_event(1), obs=x)
+        ...     def guide(self, x):
+        ...         with pyro.plate("data", len(x)):
+        ...             eps = torch.randn(len(x), 1)
+        ...             pyro.sample("z", Implicit(self.encoder(torch.cat([x, eps], -1)), event_dim=1))
+        >>> _ = torch.manual_seed(0)
+        >>> vae, x = NoisyVAE(), torch.randn(8, 2)
+        >>> implicit_sites(vae.guide, (x,))
+        ['z']
+        >>> trainer = AVBTrainer(vae.model, vae.guide, inspect(vae.model, x), torch.device("cpu"))
+        >>> trainer.setup((x,), num_data=8)
+        >>> data, posterior, prior, log_lik = trainer.pairs((x,))
+        >>> [tuple(t.shape) for t in (data, posterior, prior, trainer.score(data, prior))]
+        [(8, 2), (8, 1), (8, 1), (8,)]
+        >>> sorted(trainer.step((x,), num_data=8))
+        ['loss', 't_loss']
     """
 
     monitor = "val_loss"

@@ -38,7 +38,19 @@ TRAINERS: dict[str, type[Trainer]] = {
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` is CUDA when present, else the CPU; anything else as ``torch.device`` reads it."""
+    """``"auto"`` is CUDA when present, else the CPU; anything else as ``torch.device`` reads it.
+
+    Raises:
+        UnknownNameError: ``torch.device`` cannot read the name, or CUDA was asked for and is absent.
+
+    Example:
+        >>> resolve_device("cpu"), resolve_device("auto").type in ("cpu", "cuda")
+        (device(type='cpu'), True)
+        >>> resolve_device("gpu")
+        Traceback (most recent call last):
+            ...
+        pplgen.errors.UnknownNameError: unknown device 'gpu': expected 'auto', 'cpu', 'cuda' or 'cuda:N'
+    """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -201,9 +213,44 @@ def fit(
     Returns:
         A :class:`FitResult` with the trained programs, the per-epoch history and the graph.
 
+    Raises:
+        ModelError: the program raised, has nothing to train, or is not of the ``family`` asked for.
+        GuideError: the guide does not match the model's latents, or a guide came with an exact model.
+        DataError: the data do not fit the program.
+        UnknownNameError: an unknown ``family`` or ``device``.
+
     References:
-        Ranganath et al. (2014), "Black box variational inference"; Kingma & Welling (2014);
-        Goodfellow et al. (2014). The dispatch on the graph is pplgen's own.
+        Ranganath, Gerrish & Blei (2014), "Black box variational inference".
+        Kingma & Welling (2014), "Auto-encoding variational Bayes".
+        Goodfellow, Pouget-Abadie, Mirza, Xu, Warde-Farley, Ozair, Courville & Bengio (2014), "Generative
+        adversarial nets".
+        The dispatch on the graph is pplgen's own.
+
+    Example:
+        A latent model whose exact posterior, :math:`q(z \\mid x) = N(x/2, 1/2)`, the guide's family
+        holds; amortised SVI finds it:
+
+        >>> import pyro.distributions as dist
+        >>> def model(x):
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> class Encoder(nn.Module):  # q(z | x) = N(a x + b, s^2)
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.loc = nn.Linear(1, 1)
+        ...         self.log_scale = nn.Parameter(torch.zeros(()))
+        ...     def guide(self, x):
+        ...         loc = self.loc(x.unsqueeze(-1)).squeeze(-1)
+        ...         with pyro.plate("data", len(x)):
+        ...             pyro.sample("z", dist.Normal(loc, self.log_scale.exp()))
+        >>> _ = torch.manual_seed(0)
+        >>> encoder, x = Encoder(), 2**0.5 * torch.randn(64)  # x ~ N(0, 2), the model's marginal
+        >>> result = fit(model, x, encoder.guide, epochs=40, batch_size=32, lr=0.05, seed=0, progress=False)
+        >>> result.family, sorted(result.history[-1])[:3]
+        ('latent', ['active_units', 'epoch', 'kl'])
+        >>> round(encoder.loc.weight.item(), 1), round(encoder.log_scale.exp().item() ** 2, 1)  # a, s^2
+        (0.5, 0.5)
     """
     device = resolve_device(device)
     if seed is not None:

@@ -22,6 +22,7 @@ __all__ = [
     "r1_penalty",
 ]
 
+#: The games :class:`AdversarialSettings` can name.
 ADVERSARIAL_LOSSES = ("non_saturating", "wgan_gp", "hinge")
 
 
@@ -42,6 +43,30 @@ class AdversarialSettings:
         spectral_norm: spectral normalisation of the default discriminator's layers (Miyato et al. 2018).
         max_bad_steps: consecutive steps with a non-finite loss or gradient that are skipped before
             training stops with an error.
+
+    References:
+        Goodfellow, Pouget-Abadie, Mirza, Xu, Warde-Farley, Ozair, Courville & Bengio (2014), "Generative
+        adversarial nets".
+        Gulrajani, Ahmed, Arjovsky, Dumoulin & Courville (2017), "Improved training of Wasserstein GANs".
+        Lim & Ye (2017), "Geometric GAN" (hinge loss).
+        Miyato, Kataoka, Koyama & Yoshida (2018), "Spectral normalization for generative adversarial
+        networks".
+        Mescheder, Geiger & Nowozin (2018), "Which training methods for GANs do actually converge?" (R1).
+        Lin, Khetan, Fanti & Oh (2018), "PacGAN: the power of two samples in generative adversarial
+        networks".
+        Yazıcı, Foo, Winkler, Yap, Piliouras & Chandrasekhar (2019), "The unusual effectiveness of
+        averaging in GAN training" (EMA).
+
+    Example:
+        >>> settings = AdversarialSettings(loss="wgan_gp", d_steps=5)
+        >>> settings.gradient_penalty  # WGAN-GP brings its penalty
+        10.0
+        >>> settings.replace(loss="hinge").gradient_penalty, settings.replace(loss="hinge").d_steps
+        (0.0, 5)
+        >>> AdversarialSettings(loss="minimax")
+        Traceback (most recent call last):
+            ...
+        ValueError: unknown adversarial loss 'minimax': expected one of non_saturating, wgan_gp, hinge
     """
 
     loss: str = "non_saturating"

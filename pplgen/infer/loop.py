@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyro
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the plain bar: tqdm.auto warns in a notebook without ipywidgets
 
 from pplgen.infer.checkpoint import load_checkpoint, save_checkpoint
 from pplgen.infer.trainer import Trainer, mean_metrics

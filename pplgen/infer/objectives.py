@@ -24,6 +24,7 @@ from pplgen.infer.trainer import scaled
 
 __all__ = ["ELBO", "IWAE", "GRADIENTS", "Objective", "Terms"]
 
+#: The guide-gradient estimators of :class:`IWAE`.
 GRADIENTS = ("standard", "stl", "dreg")
 
 
@@ -50,6 +51,31 @@ class Objective:
     ``args`` is a mini-batch of ``num_data`` data points; ``data_plates`` names the plates over the data
     points. It returns the negative bound per data point (differentiable) and its :class:`Terms`.
     ``training`` is False for validation, where the true bound is reported.
+
+    Example:
+        A plain Monte Carlo ELBO in a few lines; with the exact posterior as the guide every sample gives
+        :math:`\\log p(x)` itself (here :math:`x \\sim N(0, 2)`):
+
+        >>> import pyro, pyro.distributions as dist
+        >>> class MonteCarloELBO(Objective):
+        ...     def loss(self, model, guide, args, num_data, data_plates, training):
+        ...         guide_trace = poutine.trace(guide).get_trace(*args)
+        ...         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
+        ...         bound = (model_trace.log_prob_sum() - guide_trace.log_prob_sum()) / num_data
+        ...         return -bound, Terms(float(bound))
+        >>> def model(x):
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> def posterior(x):  # the exact posterior N(x / 2, 1 / 2)
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+        >>> x = torch.tensor([1.0, -1.0])
+        >>> loss, terms = MonteCarloELBO().loss(model, posterior, (x,), 2, ("data",), training=False)
+        >>> round(-loss.item(), 3), round(dist.Normal(0.0, 2**0.5).log_prob(x).mean().item(), 3)
+        (-1.516, -1.516)
+
+        Pass such an objective to :func:`pplgen.fit` as ``objective=MonteCarloELBO()``.
     """
 
     def loss(
@@ -145,6 +171,28 @@ class ELBO(Objective):
         space"; Sønderby, Raiko, Maaløe, Sønderby & Winther (2016), "Ladder variational autoencoders"
         (KL warm-up).
         Kingma et al. (2016), "Improved variational inference with inverse autoregressive flow" (free bits).
+
+    Example:
+        With the exact posterior as the guide, :math:`q(z \mid x) = N(x/2, 1/2)` for
+        :math:`z \sim N(0, 1)`, :math:`x \mid z \sim N(z, 1)`, the ELBO estimated by sampling is
+        :math:`\log p(x)` exactly, and the analytic KL is
+        :math:`\tfrac{1}{2}(\tfrac{1}{2} + \tfrac{1}{4} - 1 - \log \tfrac{1}{2}) = 0.222` nats:
+
+        >>> import pyro, pyro.distributions as dist
+        >>> def model(x):
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> def posterior(x):
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+        >>> x = torch.tensor([1.0, -1.0])
+        >>> loss, _ = ELBO(analytic_kl=False).loss(model, posterior, (x,), 2, ("data",), training=False)
+        >>> round(-loss.item(), 3), round(dist.Normal(0.0, 2**0.5).log_prob(x).mean().item(), 3)
+        (-1.516, -1.516)
+        >>> _, terms = ELBO().loss(model, posterior, (x,), 2, ("data",), training=False)
+        >>> round(terms.kl["z"].item(), 3)
+        0.222
     """
 
     def __init__(
@@ -244,7 +292,37 @@ class IWAE(Objective):
         for variational inference".
         Tucker, Lawson, Gu & Maddison (2019), "Doubly reparameterized gradient estimators for Monte Carlo
         objectives".
-        Rainforth et al. (2018), "Tighter variational bounds are not necessarily better".
+        Rainforth, Kosiorek, Le, Maddison, Igl, Wood & Teh (2018), "Tighter variational bounds are not
+        necessarily better".
+
+    Example:
+        With the prior as a poor guide, the bound climbs towards :math:`\log p(x)` as K grows; the three
+        gradient estimators differ in their gradients only, not in the bound's value:
+
+        >>> import pyro, pyro.distributions as dist
+        >>> def model(x):
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> def prior(x):
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("z", dist.Normal(torch.zeros_like(x), 1.0))
+        >>> x = torch.linspace(-2.0, 2.0, 100)
+        >>> round(dist.Normal(0.0, 2**0.5).log_prob(x).mean().item(), 2)  # log p(x) per point
+        -1.61
+        >>> for k in (1, 10, 100):
+        ...     _ = torch.manual_seed(0)
+        ...     loss, _ = IWAE(k).loss(model, prior, (x,), 100, ("data",), training=False)
+        ...     print(k, round(-loss.item(), 2))
+        1 -2.13
+        10 -1.67
+        100 -1.61
+        >>> values = []
+        >>> for gradient in GRADIENTS:
+        ...     _ = torch.manual_seed(0)
+        ...     values.append(IWAE(10, gradient).loss(model, prior, (x,), 100, ("data",), True)[0].item())
+        >>> values[0] == values[1] == values[2]
+        True
     """
 
     def __init__(self, num_samples: int = 50, gradient: str = "standard"):

@@ -41,6 +41,28 @@ class FitResult:
         family: ``"exact"``, ``"latent"`` or ``"implicit"``.
         data_spec: shape (without the data dimension) and dtype of each data tensor.
         settings: the plain-data settings the fit ran with.
+
+    Example:
+        Fit three coins, save the result and load it into a fresh copy of the program:
+
+        >>> import os, tempfile, pyro, pplgen, pyro.distributions as dist
+        >>> class Coins(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.logits = nn.Parameter(torch.zeros(3))
+        ...     def model(self, x):
+        ...         with pyro.plate("data", len(x)):
+        ...             pyro.sample("x", dist.Bernoulli(logits=self.logits).to_event(1), obs=x)
+        >>> coins, x = Coins(), torch.tensor([[1.0, 0.0, 1.0]]).expand(20, 3)
+        >>> result = pplgen.fit(coins.model, x, epochs=2, batch_size=5, lr=0.1, seed=0, progress=False)
+        >>> result.family, len(result.history), result.data_spec
+        ('exact', 2, [{'shape': [3], 'dtype': 'float32'}])
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = result.save(os.path.join(folder, "coins.pt"))
+        ...     fresh = Coins()
+        ...     loaded = FitResult.load(path, fresh.model, device="cpu")
+        >>> torch.equal(fresh.logits, coins.logits), loaded.history == result.history
+        (True, True)
     """
 
     model: Callable

@@ -51,8 +51,36 @@ class SVITrainer(Trainer):
 
     References:
         Kingma & Welling (2014), "Auto-encoding variational Bayes".
-        Rezende et al. (2014), "Stochastic backpropagation and approximate inference".
-        Hoffman et al. (2013), "Stochastic variational inference".
+        Rezende, Mohamed & Wierstra (2014), "Stochastic backpropagation and approximate inference in deep
+        generative models".
+        Hoffman, Blei, Wang & Paisley (2013), "Stochastic variational inference".
+
+    Example:
+        >>> import pyro, pyro.distributions as dist
+        >>> from pplgen.graph import inspect
+        >>> def model(x):
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> class Encoder(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.net = torch.nn.Linear(1, 2)
+        ...     def guide(self, x):
+        ...         loc, log_scale = self.net(x.unsqueeze(-1)).unbind(-1)
+        ...         with pyro.plate("data", len(x)):
+        ...             pyro.sample("z", dist.Normal(loc, log_scale.exp()))
+        >>> _ = torch.manual_seed(0)
+        >>> x, encoder = torch.linspace(-2.0, 2.0, 8), Encoder()
+        >>> trainer = SVITrainer(model, encoder.guide, inspect(model, x), torch.device("cpu"))
+        >>> trainer.objective
+        ELBO(num_particles=1, analytic_kl=True, warmup=0, free_bits=0.0)
+        >>> trainer.setup((x,), num_data=8)
+        >>> sorted(trainer.step((x,), num_data=8))
+        ['kl', 'loss']
+        >>> row = trainer.validate((x,), batch_size=4)
+        >>> sorted(row), row["latent_units"]
+        (['active_units', 'kl_per_dim', 'latent_units', 'val_kl', 'val_loss'], 1)
     """
 
     monitor = "val_loss"

@@ -54,6 +54,30 @@ class Trainer:
     Attributes:
         monitor: the history key that early stopping watches (lower is better).
         betas: Adam's moment decay rates for the program's parameters.
+
+    Example:
+        A toy trainer that fits a Normal's mean by least squares; :meth:`setup` finds the parameter in
+        the module whose method is the model and builds the optimiser:
+
+        >>> import pyro.distributions as dist
+        >>> class Shift(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.loc = torch.nn.Parameter(torch.zeros(()))
+        ...     def model(self, x):
+        ...         with pyro.plate("data", len(x)):
+        ...             pyro.sample("x", dist.Normal(self.loc, 1.0), obs=x)
+        >>> class LeastSquares(Trainer):
+        ...     def loss(self, batch, num_data):
+        ...         site = poutine.trace(self.model).get_trace(*batch).nodes["x"]
+        ...         return ((site["value"] - site["fn"].mean) ** 2).mean()
+        >>> shift, x = Shift(), torch.tensor([1.0, 2.0, 3.0])
+        >>> trainer = LeastSquares(shift.model, None, nx.DiGraph(), torch.device("cpu"), lr=0.1)
+        >>> trainer.setup((x,), num_data=3)
+        >>> [round(trainer.step((x,), num_data=3)["loss"], 3) for _ in range(3)]  # (1 + 4 + 9) / 3 first
+        [4.667, 4.277, 3.907]
+        >>> round(shift.loc.item(), 2), sorted(trainer.validate((x,), batch_size=2))
+        (0.3, ['val_loss'])
     """
 
     monitor = "val_loss"

@@ -56,6 +56,7 @@ __all__ = [
     "build",
 ]
 
+#: Every zoo model by the name ``build``, ``pplgen fit`` and ``pplgen inspect`` know it by.
 ZOO: dict[str, type[PyroModule]] = {
     "fvsbn": FVSBNModel,
     "nade": NADEModel,
@@ -89,6 +90,18 @@ def build(name: str, dataset, **config) -> PyroModule:
 
     The module has a ``model`` method, a ``guide`` method when its family needs one, and ``config``,
     the plain-data arguments that rebuild it.
+
+    Example:
+        >>> import torch
+        >>> from pplgen.data import Dataset
+        >>> bits = Dataset("toy", "train", "binary", torch.zeros(10, 16))
+        >>> nade = build("nade", bits, hidden=8)
+        >>> type(nade).__name__, nade.config
+        ('NADEModel', {'dim': 16, 'hidden': 8})
+        >>> build("nade", bits, width=8)
+        Traceback (most recent call last):
+        ...
+        pplgen.errors.UnknownNameError: model 'nade' has no setting 'width'; its settings: dim, hidden
     """
     if name not in ZOO:
         raise UnknownNameError(f"unknown model {name!r}: the zoo has {', '.join(sorted(ZOO))}")

@@ -52,6 +52,22 @@ class CVAE(VAEBase):
         prior: one of :data:`PRIORS`.
 
     The other arguments are :class:`~pplgen.models.vae.VAE`'s.
+
+    Example:
+        With ``prior="learned"`` each class has its own prior mean; the program takes the labels after
+        the data:
+
+        >>> import pplgen, torch
+        >>> cvae = CVAE(16, num_classes=3, z_dim=2, hidden=8, prior="learned")
+        >>> x, y = torch.zeros(4, 16), torch.tensor([0, 1, 2, 1])
+        >>> pplgen.inspect(cvae.model, x, y).graph["family"]
+        'latent'
+        >>> with torch.no_grad():
+        ...     cvae.prior_loc[2] = 5.0
+        >>> cvae.prior(cvae.one_hot(y, x), x).mean[:, 0].tolist()
+        [0.0, 0.0, 5.0, 0.0]
+        >>> pplgen.sample(cvae.model, 4, (x, y), device="cpu").shape
+        torch.Size([4, 16])
     """
 
     #: ``model`` and ``guide`` take the labels after the data: ``model(x, y)``.

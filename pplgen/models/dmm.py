@@ -137,6 +137,19 @@ class DMM(PyroModule):
         rnn_dim: width of the guide's RNN.
         rnn: ``"gru"`` or ``"lstm"``.
         likelihood: ``"bernoulli"`` for binary data or ``"normal"`` for continuous data.
+
+    Example:
+        Sequences of 4 steps of 3 dimensions arrive flat; the graph has two chains, and a draw is the
+        chain of observations:
+
+        >>> import pplgen, torch
+        >>> dmm = DMM(steps=4, x_dim=3, z_dim=2, transition_dim=8, emission_dim=8, rnn_dim=8)
+        >>> graph = pplgen.inspect(dmm.model, torch.zeros(5, 12))
+        >>> graph.graph["family"], graph.graph["chains"]["z_t"]
+        ('latent', ['z_1', 'z_2', 'z_3', 'z_4'])
+        >>> draws = pplgen.sample(dmm.model, 2, torch.zeros(5, 12), device="cpu")
+        >>> draws.shape, dmm.as_data(draws).shape
+        (torch.Size([2, 4, 3]), torch.Size([2, 12]))
     """
 
     def __init__(

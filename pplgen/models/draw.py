@@ -38,8 +38,8 @@ class DRAW(PyroModule):
     in :func:`pplgen.inspect`'s graph) and the observed site is ``x``, all inside the plate ``data``.
 
     The defaults are the paper's binarized-MNIST settings with attention (Table 3: 64 steps, a 2 x 2
-    read, a 5 x 5 write, 256 LSTM units, 100-dimensional :math:`z_t`). :meth:`from_dataset` uses
-    :data:`SMALL_IMAGE_SETTINGS` for images of at most 16 pixels a side, such as the 8 x 8 digits.
+    read, a 5 x 5 write, 256 LSTM units, 100-dimensional :math:`z_t`). ``from_dataset`` uses
+    ``SMALL_IMAGE_SETTINGS`` for images of at most 16 pixels a side, such as the 8 x 8 digits.
 
     The data arrive flat, ``x`` of shape ``(N, H * W)`` (or ``(N, H, W)``), float 0/1; samples are flat.
 

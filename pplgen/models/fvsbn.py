@@ -19,6 +19,20 @@ class FVSBNModel(PyroModule):
 
     Args:
         dim: the number of binary dimensions D.
+
+    Example:
+        An untrained FVSBN (zero weights and biases) gives every coordinate probability 1/2, so each
+        vector of D bits has probability :math:`2^{-D}`:
+
+        >>> import math, pplgen, torch
+        >>> fvsbn = FVSBNModel(dim=5)
+        >>> graph = pplgen.inspect(fvsbn.model, torch.zeros(3, 5))
+        >>> graph.graph["family"]
+        'exact'
+        >>> x = torch.tensor([[0.0, 1.0, 1.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+        >>> log_p = pplgen.log_likelihood(fvsbn.model, x, device="cpu")
+        >>> torch.allclose(log_p, torch.full((2,), -5 * math.log(2)))
+        True
     """
 
     def __init__(self, dim: int):

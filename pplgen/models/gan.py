@@ -116,7 +116,7 @@ class GAN(PyroModule):
 
     @property
     def event_shape(self) -> tuple[int, ...]:
-        """The shape of one simulated data point: the image, or ``(D,)``."""
+        """The shape of one simulated data point (the image, or ``(D,)``)."""
         return self.image_shape or (self.dim,)
 
     def generate(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -154,6 +154,17 @@ class WGAN(GAN):
         Gulrajani, Ahmed, Arjovsky, Dumoulin & Courville (2017), "Improved training of Wasserstein GANs".
 
     The arguments are :class:`GAN`'s.
+
+    Example:
+        The program is the GAN's; only the training settings differ:
+
+        >>> import pplgen, torch
+        >>> wgan = WGAN(2, z_dim=3, hidden=8)
+        >>> pplgen.inspect(wgan.model, torch.zeros(4, 2)).graph["family"]
+        'implicit'
+        >>> settings = wgan.adversarial
+        >>> settings.loss, settings.d_steps, settings.gradient_penalty
+        ('wgan_gp', 5, 10.0)
     """
 
     @property
@@ -176,6 +187,18 @@ class ConditionalGAN(GAN):
         num_classes: C, the number of labels.
 
     The other arguments are :class:`GAN`'s.
+
+    Example:
+        The labels reach the ``Implicit`` site as its context, which the discriminator is shown:
+
+        >>> import pplgen, pyro, torch
+        >>> cgan = ConditionalGAN(2, num_classes=3, z_dim=3, hidden=8)
+        >>> x, y = torch.zeros(4, 2), torch.tensor([0, 1, 2, 0])
+        >>> trace = pyro.poutine.trace(cgan.model).get_trace(x, y)
+        >>> trace.nodes["x"]["fn"].context.argmax(-1).tolist()
+        [0, 1, 2, 0]
+        >>> pplgen.sample(cgan.model, 4, (x, y), device="cpu").shape
+        torch.Size([4, 2])
     """
 
     #: ``model`` takes the labels after the data: ``model(x, y)``.

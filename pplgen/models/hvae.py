@@ -49,7 +49,7 @@ class HVAE(PyroModule):
     ``x`` (observed, the flat data) lie inside the ``data`` plate.
 
     The defaults are the paper's binarized-MNIST architecture, 784-100-50 with deterministic layers
-    200-200 and 100-100 (Burda et al. 2016, appendix); :meth:`from_dataset` keeps them for data that
+    200-200 and 100-100 (Burda et al. 2016, appendix); ``from_dataset`` keeps them for data that
     large and picks 16-8 with layers 64 and 32 for smaller data such as the 8x8 digits.
 
     >>> import torch

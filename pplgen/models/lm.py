@@ -19,7 +19,7 @@ class TokenLM(PyroModule):
 
     :math:`\log p(x) = \sum_n \sum_t \log p(x_{n,t} \mid x_{n,<t})`, trained by maximum likelihood
     (``nats_per_char`` is the negative log-likelihood over the block size). A subclass builds the network
-    in :meth:`build`; ``config`` holds the plain-data arguments that rebuild the module.
+    in ``build``; ``config`` holds the plain-data arguments that rebuild the module.
 
     Args:
         vocab_size: the number of symbols K (65 characters in tiny Shakespeare).
@@ -58,6 +58,18 @@ class CharTransformer(TokenLM):
     References:
         Radford et al. (2019), "Language models are unsupervised multitask learners".
         Karpathy (2022), nanoGPT ``config/train_shakespeare_char.py``.
+
+    Example:
+        A tiny model over 3 symbols: its probabilities of all 27 blocks of 3 characters sum to one.
+
+        >>> import pplgen, torch
+        >>> lm = CharTransformer(vocab_size=3, length=3, n_layer=1, n_head=2, n_embd=8)
+        >>> blocks = torch.cartesian_prod(*[torch.arange(3)] * 3)  # (27, 3)
+        >>> round(pplgen.log_likelihood(lm.model, blocks, device="cpu").exp().sum().item(), 4)
+        1.0
+        >>> text = pplgen.sample(lm.model, 2, blocks, device="cpu")
+        >>> text.shape, text.dtype
+        (torch.Size([2, 3]), torch.int64)
     """
 
     def __init__(
@@ -81,6 +93,15 @@ class CharLSTM(TokenLM):
     References:
         Hochreiter & Schmidhuber (1997), "Long short-term memory".
         Karpathy (2015), char-rnn, https://github.com/karpathy/char-rnn.
+
+    Example:
+        >>> import pplgen, torch
+        >>> lm = CharLSTM(vocab_size=3, length=3, hidden=8, num_layers=1)
+        >>> blocks = torch.cartesian_prod(*[torch.arange(3)] * 3)  # all 27 blocks of 3 characters
+        >>> pplgen.inspect(lm.model, blocks).graph["family"]
+        'exact'
+        >>> round(pplgen.log_likelihood(lm.model, blocks, device="cpu").exp().sum().item(), 4)
+        1.0
     """
 
     def __init__(

@@ -30,6 +30,17 @@ class NADEModel(PyroModule):
     Args:
         dim: the number of binary coordinates D.
         hidden: the hidden layer's width (500 in the paper's MNIST experiments).
+
+    Example:
+        The likelihood is normalised: summed over all :math:`2^D` binary vectors it is one.
+
+        >>> import itertools, pplgen, torch
+        >>> nade = NADEModel(dim=3, hidden=4)
+        >>> every = torch.tensor(list(itertools.product([0.0, 1.0], repeat=3)))  # (8, 3)
+        >>> round(pplgen.log_likelihood(nade.model, every, device="cpu").exp().sum().item(), 4)
+        1.0
+        >>> pplgen.sample(nade.model, 5, every, device="cpu").shape
+        torch.Size([5, 3])
     """
 
     def __init__(self, dim: int, hidden: int = 500):
@@ -64,6 +75,19 @@ class MADEModel(PyroModule):
         hidden: hidden layer widths.
         num_levels: 2 for binary data, else the number of levels K.
         num_masks: the number of orderings M (1: the natural order only).
+
+    Example:
+        In evaluation mode the density averages two orderings and is still normalised over all
+        :math:`K^D` level vectors:
+
+        >>> import itertools, pplgen, torch
+        >>> made = MADEModel(dim=2, hidden=[8], num_levels=3, num_masks=2).eval()
+        >>> every = torch.tensor(list(itertools.product(range(3), repeat=2)))  # (9, 2) int64 levels
+        >>> round(pplgen.log_likelihood(made.model, every, device="cpu").exp().sum().item(), 4)
+        1.0
+        >>> draws = pplgen.sample(made.model, 4, every, device="cpu")
+        >>> draws.shape, bool(((draws >= 0) & (draws < 3)).all())
+        (torch.Size([4, 2]), True)
     """
 
     def __init__(

@@ -44,6 +44,20 @@ class PixelCNNModel(PyroModule):
         first_kernel_size: the first layer's kernel size.
         hidden: the width of the output 1x1 layer (``None``: ``channels``).
         num_classes: the number of labels to condition on, or ``None`` (the default) for :math:`p(x)`.
+
+    Example:
+        Flat rows in, ``(N, H, W)`` images observed; the probabilities of all 16 binary 2x2 images sum
+        to one:
+
+        >>> import pplgen, torch
+        >>> pixelcnn = PixelCNNModel((2, 2), channels=4, layers=2)
+        >>> images = torch.cartesian_prod(*[torch.tensor([0.0, 1.0])] * 4)  # (16, 4)
+        >>> pplgen.inspect(pixelcnn.model, images).graph["family"]
+        'exact'
+        >>> round(pplgen.log_likelihood(pixelcnn.model, images, device="cpu").exp().sum().item(), 4)
+        1.0
+        >>> pplgen.sample(pixelcnn.model, 3, images, device="cpu").shape
+        torch.Size([3, 2, 2])
     """
 
     #: ``model`` takes the labels after the data, ``model(x, y)``, when the instance has ``num_classes``.

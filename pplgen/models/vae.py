@@ -30,8 +30,9 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
     "softplus": nn.Softplus,
 }
-#: Burda, Grosse & Salakhutdinov (2016), Section 5: one stochastic layer of 50 units, two deterministic
-#: layers of 200 tanh units in encoder and decoder; ``VAE(784, **IWAE_MNIST)`` on binarized MNIST.
+#: The networks of Burda, Grosse & Salakhutdinov (2016, Section 5), one stochastic layer of 50 units and
+#: two deterministic layers of 200 tanh units in encoder and decoder; ``VAE(784, **IWAE_MNIST)`` on
+#: binarized MNIST.
 IWAE_MNIST = {"z_dim": 50, "hidden": 200, "layers": 2, "activation": "tanh"}
 
 _MIN_SCALE = 1e-3  # the logistic's smallest scale: a bin of 256 levels is 0.008 wide on [-1, 1]
@@ -260,7 +261,7 @@ class VAE(VAEBase):
     or a :class:`~pplgen.distributions.logistic.DiscretizedLogistic` whose location and scale per pixel
     come from the decoder (K-level data, as in Kingma et al. 2016). The encoder and decoder are MLPs
     (``arch="mlp"``: ``layers`` hidden layers of ``hidden`` units) or convolutional (``arch="conv"``, see
-    :mod:`pplgen.nn.conv`). Latent family: trained by SVI with :meth:`guide`, evaluated by importance
+    :mod:`pplgen.nn.conv`). Latent family: trained by SVI with its ``guide``, evaluated by importance
     sampling.
 
     The IWAE paper's MNIST networks (Burda et al. 2016: 50 latent dimensions, two deterministic layers of

@@ -40,6 +40,21 @@ class WaveNetModel(PyroModule):
         residual_channels: the residual stream's channels R.
         skip_channels: the skip sum's channels S.
         dilations: each layer's dilation.
+
+    Example:
+        With 4 μ-law levels and 3 samples per recording there are 64 recordings; given a label their
+        probabilities sum to one:
+
+        >>> import pplgen, torch
+        >>> from pplgen.distributions.wavenet import mu_law_decode
+        >>> wavenet = WaveNetModel(3, num_classes=2, num_levels=4, residual_channels=4, skip_channels=4,
+        ...                        dilations=(1, 2))
+        >>> every = torch.cartesian_prod(*[mu_law_decode(torch.arange(4), 4)] * 3)  # (64, 3)
+        >>> digit = torch.ones(64, dtype=torch.long)
+        >>> round(pplgen.log_likelihood(wavenet.model, (every, digit), device="cpu").exp().sum().item(), 4)
+        1.0
+        >>> pplgen.sample(wavenet.model, 2, (every, digit), device="cpu").shape
+        torch.Size([2, 3])
     """
 
     #: ``model`` takes the labels after the data, ``model(x, y)``; an unconditional instance sets it False.

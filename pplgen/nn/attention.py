@@ -23,7 +23,21 @@ __all__ = ["Block", "CausalSelfAttention", "KVCache", "TransformerConfig"]
 
 @dataclass
 class TransformerConfig:
-    """The sizes of a decoder-only Transformer; the defaults are nanoGPT's ``shakespeare_char`` model."""
+    """The sizes of a decoder-only Transformer; the defaults are nanoGPT's ``shakespeare_char`` model.
+
+    References:
+        Karpathy (2022), nanoGPT, https://github.com/karpathy/nanoGPT.
+
+    Example:
+        >>> config = TransformerConfig(n_embd=8, n_head=2)
+        >>> config.n_embd // config.n_head, config.block_size  # the head size, a default
+        (4, 256)
+        >>> try:
+        ...     TransformerConfig(n_embd=10, n_head=4)
+        ... except ValueError as err:
+        ...     print(err)
+        n_embd must be a multiple of n_head, got n_embd=10, n_head=4
+    """
 
     vocab_size: int = 65  # K: tokens are 0 .. K-1 (65 characters in tiny Shakespeare)
     block_size: int = 256  # T: the longest sequence, the number of position embeddings
@@ -48,11 +62,23 @@ class KVCache:
     """The keys and values of one attention layer for the positions processed so far.
 
     The buffers ``(B, n_head, max_len, head_size)`` are allocated on the first :meth:`append`, with the
-    batch size, device and dtype of the keys, and filled from the front; :attr:`length` positions are
+    batch size, device and dtype of the keys, and filled from the front; ``length`` positions are
     valid.
 
     Args:
         max_len: the most positions the cache will hold (the block size).
+
+    Example:
+        >>> cache = KVCache(max_len=4)
+        >>> k, v = cache.append(torch.zeros(1, 2, 3, 5), torch.ones(1, 2, 3, 5))  # 3 positions
+        >>> k, v = cache.append(torch.zeros(1, 2, 1, 5), torch.ones(1, 2, 1, 5))  # and one more
+        >>> k.shape, cache.length
+        (torch.Size([1, 2, 4, 5]), 4)
+        >>> try:
+        ...     cache.append(torch.zeros(1, 2, 1, 5), torch.ones(1, 2, 1, 5))
+        ... except ValueError as err:
+        ...     print(err)
+        KVCache: 5 positions do not fit a cache of 4
     """
 
     def __init__(self, max_len: int):
@@ -88,6 +114,20 @@ class CausalSelfAttention(nn.Module):
 
     Args:
         config: ``n_embd``, ``n_head``, ``dropout`` and ``bias`` are read.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> attn = CausalSelfAttention(TransformerConfig(n_embd=8, n_head=2, dropout=0.0))
+        >>> x = torch.randn(2, 5, 8)
+        >>> y = attn(x)
+        >>> changed = x.clone()
+        >>> changed[:, -1] = 0.0
+        >>> torch.allclose(attn(changed)[:, :-1], y[:, :-1])  # the last position is seen by no other
+        True
+        >>> cache = KVCache(max_len=5)
+        >>> steps = torch.cat([attn(x[:, :2], cache), attn(x[:, 2:3], cache), attn(x[:, 3:], cache)], 1)
+        >>> torch.allclose(steps, y, atol=1e-6)  # incremental with a cache equals one full pass
+        True
     """
 
     def __init__(self, config: TransformerConfig):

@@ -31,6 +31,13 @@ def choose(logits: torch.Tensor, u: torch.Tensor, num_levels: int) -> torch.Tens
     Returns:
         ``(...,)`` levels as int64: 1 where ``u`` falls below the probability of a one (binary), else the
         smallest level whose cumulative probability exceeds ``u``.
+
+    Example:
+        >>> choose(torch.zeros(2), torch.tensor([0.3, 0.7]), num_levels=2)  # p(1) = 0.5
+        tensor([1, 0])
+        >>> logits = torch.tensor([0.2, 0.5, 0.3]).log().expand(3, 3)  # cumulative 0.2, 0.7, 1.0
+        >>> choose(logits, torch.tensor([0.1, 0.6, 0.9]), num_levels=3)
+        tensor([0, 1, 2])
     """
     if num_levels == 2:
         return (u < torch.sigmoid(logits)).long()
@@ -39,7 +46,20 @@ def choose(logits: torch.Tensor, u: torch.Tensor, num_levels: int) -> torch.Tens
 
 
 def conditional_log_prob(logits: torch.Tensor, levels: torch.Tensor, num_levels: int) -> torch.Tensor:
-    """:math:`\\log p(x_i \\mid x_{<i})` for every coordinate: shape ``levels.shape``."""
+    """:math:`\\log p(x_i \\mid x_{<i})` for every coordinate: shape ``levels.shape``.
+
+    Args:
+        logits: ``levels.shape`` Bernoulli logits when ``num_levels == 2``, else ``(*levels.shape, K)``.
+        levels: the observed levels.
+        num_levels: 2 for binary coordinates, else K.
+
+    Example:
+        >>> conditional_log_prob(torch.tensor([0.0, 20.0]), torch.tensor([1.0, 1.0]), 2).exp()
+        tensor([0.5000, 1.0000])
+        >>> logits = torch.zeros(1, 2, 4)  # two coordinates, four equally likely levels each
+        >>> conditional_log_prob(logits, torch.tensor([[0, 3]]), num_levels=4).exp()
+        tensor([[0.2500, 0.2500]])
+    """
     if num_levels == 2:
         target = levels.to(logits.dtype)
         return -nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -52,6 +72,18 @@ def warp_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 
     With ``temperature=1`` and no ``top_k`` the logits are returned unchanged, and samples come from the
     model's own distribution; otherwise they come from a sharpened or truncated one.
+
+    References:
+        Fan, Lewis & Dauphin (2018), "Hierarchical neural story generation" (top-k sampling).
+
+    Example:
+        Pass it to sampling as a :data:`Warp`, e.g. ``functools.partial(warp_logits, top_k=10)``.
+
+        >>> logits = torch.tensor([1.0, 3.0, 2.0])
+        >>> warp_logits(logits, temperature=0.5)
+        tensor([2., 6., 4.])
+        >>> warp_logits(logits, top_k=2)
+        tensor([-inf, 3., 2.])
     """
     if temperature != 1.0:
         logits = logits / temperature
@@ -64,7 +96,7 @@ def warp_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 class AutoregressiveNet(nn.Module):
     """Base of the networks behind pplgen's autoregressive distributions.
 
-    A subclass sets :attr:`event_shape`, :attr:`num_levels` and :attr:`context_shape` and defines
+    A subclass sets ``event_shape``, ``num_levels`` and ``context_shape`` and defines
     :meth:`forward`; it overrides :meth:`generate` when its architecture allows cached incremental
     generation (a running activation, an LSTM state, a key/value cache, convolution queues).
 
@@ -72,6 +104,23 @@ class AutoregressiveNet(nn.Module):
         event_shape: the shape of one data point, e.g. ``(784,)`` or ``(28, 28)``.
         num_levels: 2 for binary coordinates (one Bernoulli logit each), else K (K categorical logits).
         context_shape: the shape of one conditioning input, or ``None`` for an unconditional network.
+
+    Example:
+        A subclass, :class:`pplgen.nn.NADENet`, keeps the contract: the logit of a coordinate reads only
+        the coordinates before it, and cached generation gives the naive path's levels.
+
+        >>> from pplgen.nn import NADENet
+        >>> _ = torch.manual_seed(0)
+        >>> net = NADENet(dim=4, hidden=8)
+        >>> x = net.relax(torch.ones(1, 4, dtype=torch.long)).requires_grad_()
+        >>> net(x).shape
+        torch.Size([1, 4])
+        >>> net(x)[0, 2].backward()
+        >>> (x.grad[0] != 0).tolist()  # logit 2 reads coordinates 0 and 1
+        [True, True, False, False]
+        >>> u = torch.rand(3, 4)
+        >>> torch.equal(net.generate(u), net.generate_naive(u))
+        True
     """
 
     event_shape: tuple[int, ...]
@@ -83,7 +132,7 @@ class AutoregressiveNet(nn.Module):
 
         Args:
             x: ``(B, *event_shape)`` levels (int64, or floats for binary data), or a float relaxation of
-                them that gradients can flow through (see :meth:`relax`).
+                them that gradients can flow through (see :meth:`pplgen.nn.AutoregressiveNet.relax`).
             context: ``(B, *context_shape)`` or ``None``.
 
         Returns:

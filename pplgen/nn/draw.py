@@ -132,6 +132,18 @@ class GaussianAttention(nn.Module):
 
     References:
         Gregor et al. (2015), "DRAW: a recurrent neural network for image generation", section 3.2.
+
+    Example:
+        >>> attention = GaussianAttention(hidden_size=8, image_shape=(6, 10), n=3)
+        >>> filters = attention(torch.randn(2, 8))
+        >>> filters.fy.shape, filters.fx.shape, filters.gamma.shape
+        (torch.Size([2, 3, 6]), torch.Size([2, 3, 10]), torch.Size([2]))
+        >>> torch.allclose(filters.fx.sum(-1), torch.ones(2, 3))  # each filter sums to one
+        True
+        >>> with torch.no_grad():
+        ...     _ = attention.layer.weight.zero_(), attention.layer.bias.zero_()
+        >>> [round(t[0].item(), 2) for t in attention.window(torch.zeros(1, 8))]  # centred, spanning W
+        [2.5, 4.5, 4.5, 1.0, 1.0]
     """
 
     def __init__(self, hidden_size: int, image_shape: Sequence[int], n: int):
@@ -249,6 +261,17 @@ class DRAWNet(nn.Module):
     References:
         Gregor et al. (2015), "DRAW: a recurrent neural network for image generation".
         Hochreiter & Schmidhuber (1997), "Long short-term memory".
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> net = DRAWNet(image_shape=(6, 5), z_dim=3, hidden=8, read_n=2, write_n=3)
+        >>> state = net.start(batch=4)
+        >>> state, loc, scale = net.encode(torch.rand(4, 6, 5), state)  # q(z_1 | x)
+        >>> loc.shape, bool((scale > 0).all())
+        (torch.Size([4, 3]), True)
+        >>> state = net.decode(loc + scale * torch.randn(4, 3), state)  # write with z_1
+        >>> state.canvas.shape, state.decoder[0].shape
+        (torch.Size([4, 6, 5]), torch.Size([4, 8]))
     """
 
     def __init__(

@@ -42,6 +42,20 @@ class Bijection(nn.Module):
     :math:`\log |\det \partial f(x) / \partial x|` of shape ``(B,)``; ``inverse(y, context)`` returns
     :math:`x = f^{-1}(y)`. ``context`` is a ``(B, C)`` conditioning vector for the layers that take one;
     the others ignore it.
+
+    Example:
+        A new layer defines both directions and the log-determinant; :class:`FlowNet` stacks it.
+
+        >>> class Double(Bijection):
+        ...     def forward(self, x, context=None):
+        ...         return 2 * x, x.new_full((x.shape[0],), x.shape[1] * math.log(2))
+        ...     def inverse(self, y, context=None):
+        ...         return y / 2
+        >>> y, log_det = Double()(torch.ones(3, 2))
+        >>> y[0].tolist(), round(log_det[0].item(), 4)  # log |det| = D log 2
+        ([2.0, 2.0], 1.3863)
+        >>> FlowNet(2, [Double(), Double()]).inverse(torch.full((1, 2), 8.0)).tolist()
+        [[2.0, 2.0]]
     """
 
     #: The set the layer is defined on, as a constraint on one coordinate.
@@ -66,7 +80,15 @@ def _trains_now(module: nn.Module) -> bool:
 
 
 def half_mask(dim: int) -> torch.Tensor:
-    """A coupling mask over ``dim`` coordinates: 1 (passed through) for the first ``dim // 2``, else 0."""
+    """A coupling mask over ``dim`` coordinates: 1 (passed through) for the first ``dim // 2``, else 0.
+
+    References:
+        Dinh, Krueger & Bengio (2015), "NICE: non-linear independent components estimation".
+
+    Example:
+        >>> half_mask(5).tolist()
+        [1.0, 1.0, 0.0, 0.0, 0.0]
+    """
     return (torch.arange(dim) < dim // 2).float()
 
 
@@ -103,6 +125,17 @@ class AffineCoupling(Bijection):
         mask: ``(D,)`` zeros and ones; at least one zero (a coordinate to transform).
         hidden: the conditioner's hidden layer widths.
         context_dim: the size of a conditioning vector, or ``None``.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> layer = AffineCoupling(half_mask(4), hidden=[8])
+        >>> x = torch.randn(3, 4)
+        >>> y, log_det = layer(x)
+        >>> torch.equal(y[:, :2], x[:, :2]), torch.allclose(layer.inverse(y), x, atol=1e-6)
+        (True, True)
+        >>> jac = torch.autograd.functional.jacobian(lambda v: layer(v[None])[0][0], x[0])  # (4, 4)
+        >>> torch.allclose(torch.linalg.slogdet(jac).logabsdet, log_det[0], atol=1e-5)
+        True
     """
 
     def __init__(
@@ -157,6 +190,19 @@ class MaskedAutoregressive(Bijection):
         hidden: MADE's hidden layer widths.
         context_dim: the size of a conditioning vector, or ``None``.
         seed: the seed of MADE's hidden degrees.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> layer = MaskedAutoregressive(dim=3, hidden=[8])
+        >>> x = torch.randn(1, 3)
+        >>> u, log_det = layer(x)
+        >>> jac = torch.autograd.functional.jacobian(lambda v: layer(v[None])[0][0], x[0])  # (3, 3)
+        >>> bool((jac.triu(1) == 0).all())  # u_i reads x_j for j <= i only
+        True
+        >>> torch.allclose(jac.diagonal().log().sum(), log_det[0], atol=1e-5)
+        True
+        >>> torch.allclose(layer.inverse(u), x, atol=1e-5)
+        True
     """
 
     def __init__(
@@ -205,6 +251,16 @@ class ActNorm(Bijection):
 
     Args:
         dim: the number of coordinates D.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> layer = ActNorm(2)
+        >>> x = 3 + 2 * torch.randn(100, 2)
+        >>> y, log_det = layer(x)  # the first training batch sets the shift and scale
+        >>> torch.allclose(y.mean(0), torch.zeros(2), atol=1e-5), torch.allclose(y.std(0), torch.ones(2))
+        (True, True)
+        >>> torch.allclose(layer.inverse(layer(x + 1)[0]), x + 1, atol=1e-5)  # a fixed map from now on
+        True
     """
 
     def __init__(self, dim: int):
@@ -247,6 +303,18 @@ class BatchNorm(Bijection):
         dim: the number of coordinates D.
         momentum: the weight of a new batch in the running averages.
         eps: added to the variance.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> layer = BatchNorm(2)
+        >>> x = 5 + 3 * torch.randn(64, 2)
+        >>> y, _ = layer(x)  # training mode: the batch's own statistics
+        >>> torch.allclose(y.mean(0), torch.zeros(2), atol=1e-5)
+        True
+        >>> _ = layer.eval()  # evaluation mode: the running averages, an exact bijection
+        >>> y, log_det = layer(x)
+        >>> torch.allclose(layer.inverse(y), x, atol=1e-5), log_det.shape
+        (True, torch.Size([64]))
     """
 
     def __init__(self, dim: int, momentum: float = 0.1, eps: float = 1e-5):
@@ -334,6 +402,15 @@ class Logit(Bijection):
 
     Args:
         alpha: the squeeze, in :math:`(0, 1/2)`.
+
+    Example:
+        >>> layer = Logit(alpha=0.05)
+        >>> x = torch.tensor([[0.0, 0.5, 1.0]])
+        >>> y, log_det = layer(x)
+        >>> [round(v, 3) for v in y[0].tolist()], torch.allclose(layer.inverse(y), x)
+        ([-2.944, 0.0, 2.944], True)
+        >>> layer.domain.check(torch.tensor([-0.1, 1.05]))  # what a FlowDistribution accepts
+        tensor([False,  True])
     """
 
     def __init__(self, alpha: float = 0.05):
@@ -364,6 +441,20 @@ class FlowNet(Bijection):
         dim: the number of coordinates D.
         layers: the bijections, each of D coordinates (an empty stack is the identity).
         context_dim: the size of the conditioning vector the layers take, or ``None``.
+
+    References:
+        Rezende & Mohamed (2015), "Variational inference with normalizing flows".
+        Papamakarios, Nalisnick, Rezende, Mohamed & Lakshminarayanan (2021), "Normalizing flows for
+        probabilistic modeling and inference".
+
+    Example:
+        >>> flow = FlowNet(3, [Logit(alpha=0.05), Permutation.reverse(3)])
+        >>> x = torch.tensor([[0.1, 0.5, 0.9]])
+        >>> y, log_det = flow(x)
+        >>> torch.allclose(y, Logit(alpha=0.05)(x)[0].flip(-1)), torch.allclose(flow.inverse(y), x)
+        (True, True)
+        >>> flow.domain  # the first layer's
+        the open interval (-0.0555556, 1.05556)
     """
 
     def __init__(self, dim: int, layers: Sequence[Bijection] = (), context_dim: int | None = None):
@@ -433,6 +524,18 @@ class RealNVPNet(FlowNet):
         context_dim: the size of a conditioning vector, or ``None``.
         norm: ``"batchnorm"`` (the paper's), ``"actnorm"`` or ``None``, after each coupling.
         logit: prepend a :class:`Logit` with this ``alpha`` (for data in [0, 1]), or ``None``.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> net = RealNVPNet(dim=4, layers=2, hidden=[8], image_shape=(2, 2), norm="actnorm")
+        >>> [type(layer).__name__ for layer in net.layers]
+        ['AffineCoupling', 'ActNorm', 'AffineCoupling', 'ActNorm']
+        >>> net.layers[0].mask.tolist(), net.layers[2].mask.tolist()  # checkerboard, then its complement
+        ([1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0])
+        >>> x = torch.randn(5, 4)
+        >>> z, log_det = net(x)
+        >>> z.shape, log_det.shape, torch.allclose(net.inverse(z), x, atol=1e-5)
+        (torch.Size([5, 4]), torch.Size([5]), True)
     """
 
     def __init__(
@@ -472,6 +575,16 @@ class MAFNet(FlowNet):
         norm: ``"batchnorm"`` (the paper's), ``"actnorm"`` or ``None``, after each MADE.
         logit: prepend a :class:`Logit` with this ``alpha`` (for data in [0, 1]), or ``None``.
         seed: the seed of the first MADE's hidden degrees (layer ``i`` uses ``seed + i``).
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> net = MAFNet(dim=3, layers=2, hidden=[8], norm=None)
+        >>> [type(layer).__name__ for layer in net.layers]
+        ['MaskedAutoregressive', 'Permutation', 'MaskedAutoregressive']
+        >>> x = torch.randn(4, 3)
+        >>> z, log_det = net(x)
+        >>> z.shape, log_det.shape, torch.allclose(net.inverse(z), x, atol=1e-5)
+        (torch.Size([4, 3]), torch.Size([4]), True)
     """
 
     def __init__(

@@ -54,6 +54,16 @@ class MADENet(AutoregressiveNet):
         context_dim: the size of a conditioning vector, added (through an unmasked linear map) to the
             first hidden layer; ``None`` for an unconditional network.
         seed: the seed of the orderings and degrees.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> net = MADENet(dim=4, hidden=[16], num_masks=2)
+        >>> order = net.orders[1]  # mask 1's ordering, drawn from seed + 1
+        >>> jac = torch.autograd.functional.jacobian(lambda v: net.ordering(1)(v)[0], torch.ones(1, 4))
+        >>> (jac[:, 0][order][:, order] != 0).int().tolist()  # in that order, each logit reads the earlier
+        [[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]
+        >>> MADENet(dim=4, hidden=[8], num_levels=3)(torch.zeros(2, 4, dtype=torch.long)).shape  # K logits
+        torch.Size([2, 4, 3])
     """
 
     def __init__(

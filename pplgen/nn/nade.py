@@ -32,6 +32,17 @@ class NADENet(AutoregressiveNet):
         hidden: the hidden layer's width H (500 in the paper's MNIST experiments).
         context_dim: the size of a conditioning vector, which shifts the hidden bias :math:`c` through
             a linear map; ``None`` for an unconditional network.
+
+    Example:
+        >>> from pplgen.distributions import NADE
+        >>> _ = torch.manual_seed(0)
+        >>> net = NADENet(dim=3, hidden=5)
+        >>> states = torch.tensor([[i >> k & 1 for k in range(3)] for i in range(8)]).float()
+        >>> round(NADE(net).log_prob(states).exp().sum().item(), 4)  # normalised over all 2^3 states
+        1.0
+        >>> u = torch.rand(4, 3)
+        >>> torch.equal(net.generate(u), net.generate_naive(u))  # the running sum changes nothing
+        True
     """
 
     num_levels = 2

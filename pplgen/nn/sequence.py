@@ -37,6 +37,27 @@ class TokenNet(AutoregressiveNet):
         context_dim: the size of a conditioning vector, mapped linearly and added to every position's
             input embedding; ``None`` for an unconditional network.
         dropout: the dropout probability on the input embeddings.
+
+    Example:
+        A bigram model: the embedding of the previous token is the logits of the next, and no state.
+
+        >>> class Bigram(TokenNet):
+        ...     def __init__(self, vocab_size, length):
+        ...         super().__init__(vocab_size, length, vocab_size, context_dim=None, dropout=0.0)
+        ...     def run(self, h, state):
+        ...         return h, state
+        >>> _ = torch.manual_seed(0)
+        >>> net = Bigram(vocab_size=3, length=4)
+        >>> net(torch.tensor([[0, 1, 2, 0]])).shape
+        torch.Size([1, 4, 3])
+        >>> u = torch.rand(2, 4)
+        >>> torch.equal(net.generate(u), net.generate_naive(u))
+        True
+        >>> try:
+        ...     Bigram(vocab_size=2, length=4)
+        ... except ValueError as err:
+        ...     print(err)
+        Bigram: vocab_size must be an integer >= 3, got 2 (two symbols are binary data: use NADENet ...
     """
 
     def __init__(self, vocab_size: int, length: int, embed_dim: int, context_dim: int | None, dropout: float):
@@ -170,6 +191,20 @@ class TransformerNet(TokenNet):
         config: the sizes (:class:`pplgen.nn.attention.TransformerConfig`): ``vocab_size`` is K and
             ``block_size`` the sequence length T.
         context_dim: the size of a conditioning vector added (linearly mapped) to every input embedding.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> config = TransformerConfig(vocab_size=5, block_size=6, n_layer=1, n_head=2, n_embd=8, dropout=0.0)
+        >>> net = TransformerNet(config)
+        >>> x = net.relax(torch.randint(5, (1, 6))).requires_grad_()  # one-hot tokens
+        >>> net(x).shape
+        torch.Size([1, 6, 5])
+        >>> net(x)[0, 2].sum().backward()
+        >>> (x.grad[0].abs().sum(-1) > 0).tolist()  # position 2's logits read tokens 0 and 1
+        [True, True, False, False, False, False]
+        >>> u = torch.rand(2, 6)
+        >>> torch.equal(net.generate(u), net.generate_naive(u))  # the key/value cache changes nothing
+        True
     """
 
     def __init__(self, config: TransformerConfig, context_dim: int | None = None):
@@ -214,6 +249,19 @@ class LSTMNet(TokenNet):
         embed_dim: the token embedding's width; ``hidden`` when ``None``.
         dropout: on the input embeddings, between LSTM layers and before the output layer.
         context_dim: the size of a conditioning vector added (linearly mapped) to every input embedding.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> net = LSTMNet(vocab_size=5, length=6, hidden=8, num_layers=1, context_dim=2)
+        >>> context = torch.randn(2, 2)
+        >>> net(torch.randint(5, (2, 6)), context).shape
+        torch.Size([2, 6, 5])
+        >>> u = torch.rand(2, 6)
+        >>> torch.equal(net.generate(u, context), net.generate_naive(u, context))  # carried state
+        True
+        >>> prompt = torch.tensor([[1, 2], [3, 4]])
+        >>> net.generate(u, context, prompt=prompt)[:, :2].tolist()  # a prompt starts the sequence
+        [[1, 2], [3, 4]]
     """
 
     def __init__(

@@ -27,6 +27,25 @@ class Quantized(NamedTuple):
         codebook_loss: ``(...,)``, :math:`\\lVert \\mathrm{sg}(z_e) - e \\rVert^2`, which moves the codes.
         commitment_loss: ``(...,)``, :math:`\\beta \\lVert z_e - \\mathrm{sg}(e) \\rVert^2`, which keeps
             the encoder near its codes.
+
+    References:
+        van den Oord, Vinyals & Kavukcuoglu (2017), "Neural discrete representation learning".
+        Bengio, Léonard & Courville (2013), "Estimating or propagating gradients through stochastic
+        neurons for conditional computation" (the straight-through estimator).
+
+    Example:
+        >>> vq = VectorQuantizer(num_codes=2, code_dim=1)
+        >>> with torch.no_grad():
+        ...     _ = vq.codebook.copy_(torch.tensor([[0.0], [1.0]]))
+        >>> z_e = torch.tensor([[0.2], [0.9]], requires_grad=True)
+        >>> out = vq(z_e)
+        >>> out.indices.tolist(), out.quantized.tolist()
+        ([0, 1], [[0.0], [1.0]])
+        >>> [round(v, 4) for v in out.loss.tolist()]  # (1 + beta) times the squared distance
+        [0.05, 0.0125]
+        >>> out.quantized.sum().backward()
+        >>> z_e.grad.tolist()  # straight through
+        [[1.0], [1.0]]
     """
 
     indices: torch.Tensor

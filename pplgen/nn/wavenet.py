@@ -58,6 +58,19 @@ class WaveNetNet(AutoregressiveNet):
         local_length: the steps T_local of the local series (it is upsampled to T).
         upsample: ``"repeat"`` (each local step held for ``ceil(T / T_local)`` samples) or ``"learned"``
             (a transposed convolution of that stride), cut to T samples.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> net = WaveNetNet(length=12, num_levels=4, residual_channels=4, skip_channels=4, dilations=[1, 2])
+        >>> x = net.relax(torch.randint(4, (1, 12))).requires_grad_()  # one-hot levels
+        >>> net(x).shape
+        torch.Size([1, 12, 4])
+        >>> net(x)[0, 8].sum().backward()
+        >>> net.receptive_field, (x.grad[0].abs().sum(-1) > 0).int().tolist()  # step 8 reads 4 .. 7
+        (4, [0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0])
+        >>> u = torch.rand(2, 12)
+        >>> torch.equal(net.generate(u), net.generate_naive(u))  # the queues change nothing
+        True
     """
 
     def __init__(
@@ -110,7 +123,7 @@ class WaveNetNet(AutoregressiveNet):
 
     @property
     def receptive_field(self) -> int:
-        """How many past samples the logits at one step see: :math:`1 + \\sum_k d_k`."""
+        """The number of past samples that the logits at one step see, :math:`1 + \\sum_k d_k`."""
         return 1 + sum(self.dilations)
 
     # -- conditioning ------------------------------------------------------------------------------

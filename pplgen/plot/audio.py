@@ -61,6 +61,15 @@ def waveform(audio: torch.Tensor, sample_rate: float, ax: Axes | None = None) ->
 
     Raises:
         DataError: ``audio`` is not one or at most 16 clips, or several clips come with ``ax``.
+
+    Example:
+        Two clips of 400 samples at 8 kHz, a panel each, their time axes 0.05 s long:
+
+        >>> clips = 0.5 * torch.sin(2 * math.pi * 440 * torch.arange(800).reshape(2, 400) / 8000)
+        >>> figure = waveform(clips, sample_rate=8000)
+        >>> [ax.get_title() for ax in figure.axes], float(figure.axes[1].get_xlim()[1])
+        (['clip 1', 'clip 2'], 0.05)
+        >>> plt.close(figure)
     """
     clips = _clips(audio, ax)
     cells = _clip_panels(clips, ax, size=(6, 2.5), ylabel="amplitude")
@@ -94,6 +103,18 @@ def spectrogram(
     Raises:
         DataError: a clip is shorter than ``n_fft``, ``audio`` is not one or at most 16 clips, or several
             clips come with ``ax``.
+
+    Example:
+        Half a second of a full-scale 1 kHz sine at 8 kHz: the loudest row is 1 kHz, at about -6 dB.
+
+        >>> time = torch.arange(4000) / 8000
+        >>> figure = spectrogram(torch.sin(2 * math.pi * 1000 * time), sample_rate=8000)
+        >>> decibels = figure.axes[0].images[0].get_array()  # (n_fft // 2 + 1, frames)
+        >>> float(decibels.mean(1).argmax()) * 8000 / 256, round(float(decibels.max()))
+        (1000.0, -6)
+        >>> len(figure.axes), figure.axes[1].get_ylabel()  # the panel and its colorbar
+        (2, 'dB')
+        >>> plt.close(figure)
     """
     clips = _clips(audio, ax)
     if clips.shape[1] < n_fft:

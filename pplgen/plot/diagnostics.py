@@ -107,6 +107,15 @@ def marginals(
         DataError: a latent is in only one mapping, its draws differ in shape beyond the first
             dimension, are empty or not finite, or there is nothing to show.
 
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> vi = {"mu": torch.randn(500), "w": torch.randn(500, 2)}
+        >>> nuts = {"mu": torch.randn(300), "w": torch.randn(300, 2)}
+        >>> figure = marginals(vi, nuts)
+        >>> [ax.get_title() for ax in figure.axes], figure.get_suptitle()
+        (['mu', 'w[0]', 'w[1]'], 'VI vs NUTS')
+        >>> plt.close(figure)
+
     References:
         Yao, Vehtari, Simpson & Gelman (2018), "Yes, but did it work?: evaluating variational inference".
     """

@@ -65,6 +65,14 @@ def image_grid(
 
     Raises:
         DataError: ``images`` do not split into pictures of ``image_shape``.
+
+    Example:
+        Five 2x3 pictures, three to a row, one pixel of gap around each:
+
+        >>> figure = image_grid(torch.rand(5, 6), image_shape=(2, 3))
+        >>> figure.axes[0].images[0].get_array().shape  # 2 rows of (2 + 1), 3 columns of (3 + 1), + 1
+        (7, 13)
+        >>> plt.close(figure)
     """
     images = as_images(images, image_shape)
     ncols = ncols or math.ceil(math.sqrt(images.shape[0]))
@@ -91,6 +99,17 @@ def reconstructions(
 
     Raises:
         DataError: ``data`` and ``recon`` hold different numbers of images.
+
+    Example:
+        >>> data = torch.rand(4, 4)
+        >>> figure = reconstructions(data, data.round(), image_shape=(2, 2))
+        >>> [ax.get_title() for ax in figure.axes]
+        ['data', 'reconstruction']
+        >>> plt.close(figure)
+        >>> reconstructions(data, data[:3], image_shape=(2, 2))
+        Traceback (most recent call last):
+            ...
+        pplgen.errors.DataError: expected one reconstruction per image: 4 data, 3 recon
     """
     data, recon = as_images(data, image_shape, "data"), as_images(recon, image_shape, "reconstructions")
     if data.shape[0] != recon.shape[0]:

@@ -38,6 +38,18 @@ def latent_scatter(codes: torch.Tensor, labels: torch.Tensor | None = None, ax: 
     Raises:
         DataError: ``codes`` are not ``(N, d)``, or ``labels`` are not ``N`` integers.
 
+    Example:
+        Three-dimensional codes, most of their spread along the first axis, shown on two principal
+        components:
+
+        >>> _ = torch.manual_seed(0)
+        >>> codes = torch.randn(200, 3) * torch.tensor([3.0, 1.0, 0.1])
+        >>> figure = latent_scatter(codes, labels=torch.arange(200) % 3)
+        >>> ax = figure.axes[0]
+        >>> ax.get_xlabel(), [text.get_text() for text in ax.get_legend().get_texts()]
+        ('PC 1 (90% of variance)', ['0', '1', '2'])
+        >>> plt.close(figure)
+
     References:
         Pearson (1901), "On lines and planes of closest fit to systems of points in space" (PCA).
     """
@@ -133,6 +145,15 @@ def latent_traversal(
 
     Raises:
         DataError: the shapes of ``images``, ``values`` and ``names`` disagree.
+
+    Example:
+        Two latent dimensions, each swept over five values, decoded to 2x2 pictures:
+
+        >>> figure = latent_traversal(torch.rand(2, 5, 4), (2, 2), values=torch.linspace(-2, 2, 5))
+        >>> ax = figure.axes[0]
+        >>> [t.get_text() for t in ax.get_xticklabels()], [t.get_text() for t in ax.get_yticklabels()]
+        (['-2.00', '-1.00', '0.00', '1.00', '2.00'], ['z1', 'z2'])
+        >>> plt.close(figure)
 
     References:
         Higgins et al. (2017), "beta-VAE: learning basic visual concepts with a constrained variational

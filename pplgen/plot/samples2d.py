@@ -21,6 +21,16 @@ def scatter(samples: torch.Tensor, modes: torch.Tensor | None = None, ax: Axes |
 
     Returns:
         The figure drawn on.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> from pplgen.data import ring8
+        >>> data = ring8(num_points=200)
+        >>> figure = scatter(data.x, modes=data.meta["modes"])
+        >>> ax = figure.axes[0]
+        >>> [text.get_text() for text in ax.get_legend().get_texts()], ax.collections[1].get_offsets().shape
+        (['samples', 'modes'], (8, 2))
+        >>> plt.close(figure)
     """
     ax = axes(ax, size=(4.5, 4.5))
     points = as_cpu(samples)

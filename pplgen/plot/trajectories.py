@@ -32,9 +32,11 @@ def trajectories(
         The figure.
 
     Example:
+        >>> import matplotlib.pyplot as plt
         >>> figure = trajectories(torch.randn(4, 20, 3).cumsum(1), names=["x", "y", "z"])
         >>> len(figure.axes)
         3
+        >>> plt.close(figure)
     """
     paths = as_cpu(paths)
     if paths.dim() != 3:
