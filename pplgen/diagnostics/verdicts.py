@@ -39,7 +39,9 @@ def verdicts(found: Diagnosis) -> list[str]:
     first = next(i for i, (worry, _) in enumerate(findings) if worry == level)
     headline = ["Inference worked", "Inference is questionable", "Inference did not work"][level]
     reason = findings.pop(first)[1]
-    return [f"{headline}: {reason[0].lower()}{reason[1:]}", *(sentence for _, sentence in findings)]
+    # lower-case the reason's first word to follow the colon, unless it is an acronym such as "VI"
+    lowered = reason if reason[:2].isupper() else reason[0].lower() + reason[1:]
+    return [f"{headline}: {lowered}", *(sentence for _, sentence in findings)]
 
 
 def _khat_findings(found: Diagnosis) -> list[tuple[int, str]]:

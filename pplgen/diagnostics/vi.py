@@ -126,10 +126,12 @@ class Diagnosis:
         if self.khat_points is not None:
             k = self.khat_points
             of = "importance ratios p(x, z) / q(z | x)" if self.khat_points_of == "importance" else "PSIS-LOO"
+            # with few draws the threshold is 0.5 itself and the middle band is empty: leave it out
+            middle = f"{_share((k >= 0.5) & (k < self.threshold))} in [0.5, {self.threshold:.2f}), "
             lines.append(
                 f"  Pareto k̂ per data point ({of}, S={self.num_samples}): median {float(k.median()):.2f}, "
                 f"max {float(k.max()):.2f}; {_share(k < 0.5)} below 0.5, "
-                f"{_share((k >= 0.5) & (k < self.threshold))} in [0.5, {self.threshold:.2f}), "
+                f"{middle if self.threshold > 0.5 else ''}"
                 f"{_share(k >= self.threshold)} at or above {self.threshold:.2f}"
             )
         if self.khat is not None:
