@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -190,15 +191,23 @@ def stage(notebooks: Path, src: Path) -> None:
     (src / "results.md").write_text(_results_page())
 
 
-def build(notebooks: Path, out: Path) -> tuple[int, str]:
-    """Stage and build the site into ``out/html``; return Sphinx's exit status and its warnings."""
+def sphinx_build(src: Path, html: Path) -> tuple[int, str]:
+    """Build the staged site ``src`` into ``html`` strictly; return Sphinx's exit status and warnings."""
     from sphinx.cmd.build import build_main
 
+    log = html.parent / f"{html.name}-warnings.txt"
+    args = ["-b", "html", "-W", "-n", "--keep-going", "-q", "-w", str(log), str(src), str(html)]
+    with warnings.catch_warnings():  # Sphinx's and MyST's notices of their own coming API changes
+        for category in (DeprecationWarning, PendingDeprecationWarning):
+            warnings.filterwarnings("ignore", category=category, module=r"(sphinx|myst_parser)\b")
+        status = build_main(args)
+    return status, log.read_text() if log.exists() else ""
+
+
+def build(notebooks: Path, out: Path) -> tuple[int, str]:
+    """Stage and build the site into ``out/html``; return Sphinx's exit status and its warnings."""
     stage(notebooks, out / "src")
-    warnings = out / "warnings.txt"
-    args = ["-b", "html", "-W", "-n", "--keep-going", "-q", "-w", str(warnings)]
-    status = build_main([*args, str(out / "src"), str(out / "html")])
-    return status, warnings.read_text() if warnings.exists() else ""
+    return sphinx_build(out / "src", out / "html")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,9 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in TUTORIALS:
             print(f"executing {path.name} ({'full' if args.full else 'smoke'} length)", flush=True)
             execute_tutorial(path, notebooks, smoke=not args.full)
-    status, warnings = build(notebooks, args.out)
+    status, log = build(notebooks, args.out)
     if status:
-        print(warnings, file=sys.stderr)
+        print(log, file=sys.stderr)
     else:
         print(f"site built: {args.out / 'html' / 'index.html'}")
     return status
