@@ -46,6 +46,14 @@ def test_tutorial_runs_as_a_notebook(path, notebooks):
     assert "smoke length" in notebook.cells[1].source  # the page says how long it ran
     assert _figures(notebook) >= 2, "a tutorial shows its model, fit and results in pictures"
     assert any(cell.cell_type == "markdown" and "$" in cell.source for cell in notebook.cells), "maths"
+    stderr = "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.get("name") == "stderr"
+    )
+    assert "/pplgen/" not in stderr and "TqdmWarning" not in stderr, f"warnings on the page:\n{stderr}"
 
 
 def test_site_builds_strictly(notebooks, tmp_path):

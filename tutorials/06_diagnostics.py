@@ -315,7 +315,9 @@ for ax, (name, loo) in zip(axes, loos.items(), strict=True):
 plt.show()
 
 # %% [markdown]
-# `p_loo` is the effective number of parameters. Compare it with the 2 weights in $w$.
+# `p_loo` is the effective number of parameters. Compare it with the 2 weights in $w$. When any
+# point's $\hat k$ exceeds 0.5, `az.loo` also warns (above, if it happened in this run): read the
+# plots to see which points, and whether NUTS's draws agree that they are influential.
 #
 # ## The same check on your own runs
 # `pplgen.diagnose(result, data)` works for any fitted latent model. For a VAE it gives one
