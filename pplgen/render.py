@@ -382,22 +382,27 @@ def to_dot(graph: nx.DiGraph, *, params: bool = False) -> str:
         The DOT source.
 
     Example:
+        A random walk ``h_0, ..., h_3`` is one chain node with its self-loop:
+
         >>> import pyro, torch, pyro.distributions as dist
         >>> from pplgen.graph import inspect
-        >>> def model(x):
-        ...     z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        >>> def walk(x):
+        ...     h = pyro.sample("h_0", dist.Normal(0.0, 1.0))
+        ...     for t in range(1, 4):
+        ...         h = pyro.sample(f"h_{t}", dist.Normal(h, 1.0))
         ...     with pyro.plate("data", len(x)):
-        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
-        >>> print(to_dot(inspect(model, torch.zeros(3))))
-        digraph "...model" {
+        ...         pyro.sample("x", dist.Normal(h, 1.0), obs=x)
+        >>> print(to_dot(inspect(walk, torch.zeros(3))))
+        digraph "...walk" {
           rankdir=LR;
           label="family: latent";
-          "z" [label="z" shape=ellipse];
+          "h_t" [label="h_t" shape=ellipse];
           subgraph cluster_data {
             label="data (N=3)"; labeljust=r; labelloc=b;
             "x" [label="x" shape=ellipse style=filled fillcolor=gray];
           }
-          "z" -> "x";
+          "h_t" -> "x";
+          "h_t" -> "h_t" [label="t-1 -> t"];
         }
         <BLANKLINE>
     """

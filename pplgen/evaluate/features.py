@@ -436,9 +436,8 @@ def image_metrics(
 
         >>> from pplgen.data import Dataset
         >>> _ = torch.manual_seed(0)
-        >>> top = (torch.arange(8)[:, None] < 4).float().expand(8, 8).flatten()  # upper half lit
-        >>> x = torch.stack([top, 1 - top] * 10)  # 20 flat 8x8 images, two classes
-        >>> x = (x + torch.bernoulli(torch.full(x.shape, 0.05))) % 2  # a few pixels flipped
+        >>> halves = torch.eye(2).repeat_interleave(32, dim=1).repeat(10, 1)  # upper or lower half lit
+        >>> x = (halves + torch.bernoulli(torch.full(halves.shape, 0.05))) % 2  # a few pixels flipped
         >>> bars = Dataset("bars", "train", "binary", x, torch.tensor([0, 1] * 10), image_shape=(8, 8))
         >>> classifier = train_feature_classifier(bars, epochs=5, test=bars, cache=False)
         >>> row = image_metrics(bars.x, bars, classifier, k=2)

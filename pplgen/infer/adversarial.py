@@ -175,18 +175,15 @@ class CriticTrainer(Trainer):
 
         >>> import pyro.distributions as dist
         >>> from pplgen.graph import inspect
-        >>> class Generator(nn.Module):
-        ...     def __init__(self):
-        ...         super().__init__()
-        ...         self.net = nn.Linear(1, 2)
-        ...     def model(self, x):
-        ...         with pyro.plate("data", len(x)):
-        ...             z = pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
-        ...             pyro.sample("x", Implicit(self.net(z), event_dim=1), obs=x)
         >>> _ = torch.manual_seed(0)
-        >>> generator, x = Generator(), torch.randn(8, 2)
-        >>> graph, cpu = inspect(generator.model, x), torch.device("cpu")
-        >>> trainer = AdversarialTrainer(generator.model, None, graph, cpu, lr=1e-4, d_lr=4e-4)
+        >>> net, x = nn.Linear(1, 2), torch.randn(8, 2)
+        >>> def generator(x):  # a program as a function; pyro.module registers the network
+        ...     pyro.module("net", net)
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
+        ...         pyro.sample("x", Implicit(net(z), event_dim=1), obs=x)
+        >>> graph, cpu = inspect(generator, x), torch.device("cpu")
+        >>> trainer = AdversarialTrainer(generator, None, graph, cpu, lr=1e-4, d_lr=4e-4)
         >>> isinstance(trainer, CriticTrainer)
         True
         >>> trainer.setup((x,), num_data=8)
