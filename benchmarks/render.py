@@ -17,27 +17,32 @@ def read_results() -> list[dict]:
 
 
 def results_markdown(rows: list[dict]) -> str:
-    """The records as a Markdown page with one table row each (RESULTS.md and the docs site's page)."""
+    """The records as a Markdown page: a section per benchmark, in the order they were first run, with
+    one table row per record (RESULTS.md and the docs site's page)."""
     lines = [
         "# Benchmark results",
         "",
         "Rendered from `results.jsonl` by `benchmarks/render.py`; every figure comes from a recorded run.",
-        "",
         "Budgets, subsets and the other settings of each run are in its `settings` in `results.jsonl`.",
-        "",
-        "| benchmark | model | dataset | split | metric | value | reference | device | wall s | date | commit"
-        " |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        ref = r["reference"]
-        figure = "–" if ref.get("value") is None else _shown(ref["value"])
-        shown = f"{figure} ({ref['source']})" if ref.get("source") else figure
-        value = _shown(r["value"])
-        lines.append(
-            f"| {r['benchmark']} | {r['model']} | {r['dataset']} | {r['split']} | {r['metric']} | {value} | "
-            f"{shown} | {r['device']} | {r.get('wall_s', '–')} | {r['date']} | {r['commit']} |"
-        )
+    for benchmark in dict.fromkeys(r["benchmark"] for r in rows):
+        lines += [
+            "",
+            f"## {benchmark}",
+            "",
+            "| model | data | metric | value | published or peer figure | run: device, wall s, date, commit"
+            " |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in (r for r in rows if r["benchmark"] == benchmark):
+            ref = r["reference"]
+            figure = "–" if ref.get("value") is None else _shown(ref["value"])
+            shown = f"{figure} ({ref['source']})" if ref.get("source") else figure
+            run = f"{r['device']}, {r.get('wall_s', '–')} s, {r['date']}, {r['commit']}"
+            lines.append(
+                f"| {r['model']} | {r['dataset']} ({r['split']}) | {r['metric']} | {_shown(r['value'])} | "
+                f"{shown} | {run} |"
+            )
     return "\n".join(lines) + "\n"
 
 
