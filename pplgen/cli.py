@@ -82,10 +82,48 @@ def _inspect(args) -> int:
     return 0
 
 
+def _processes(text: str) -> int:
+    """``--nproc``: a whole number of processes, at least 1."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes, at least 1; got {text!r}")
+    return count
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line less its ``--nproc N``, for the processes that torchrun starts."""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--nproc":
+            skip = True
+        elif not token.startswith("--nproc="):
+            kept.append(token)
+    return kept
+
+
+def _launch(nproc: int, argv: list[str]) -> int:
+    """Run this ``pplgen fit`` in ``nproc`` data-parallel processes on this machine through torchrun."""
+    import subprocess
+
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    return subprocess.run([*launcher, "-m", "pplgen.cli", *_without_nproc(argv)], check=False).returncode
+
+
 def _fit(args) -> int:
+    import os
+
+    import torch.distributed as dist
+
     from pplgen.infer import fit
     from pplgen.runs import program_label, save_run
 
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch(args.nproc, args.argv)
     torch.manual_seed(args.seed)  # the networks' initial weights: --seed makes the whole run repeatable
     program, dataset, options = _program_and_data(args)
     valid = datasets.load(args.data, split="valid", **options)
@@ -110,6 +148,11 @@ def _fit(args) -> int:
         out=run_dir,
         resume=args.resume,
     )
+    if dist.is_initialized():  # a data-parallel run: every rank holds the result, rank 0 writes it
+        rank = dist.get_rank()
+        dist.destroy_process_group()
+        if rank != 0:
+            return 0
     pictures = save_run(run_dir, result, program, {"name": args.data, "options": options})
     last = result.history[-1]
     skip = ("epoch", "time_s", "active_units", "latent_units")
@@ -397,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run directory (default runs/MODEL-DATA)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument(
+        "--nproc",
+        type=_processes,
+        default=1,
+        help="data-parallel processes on this machine, started by torchrun (one per GPU on CUDA); "
+        "--batch-size is the global batch they share",
+    )
     g = p.add_argument_group("latent models")
     g.add_argument("--objective", choices=("elbo", "iwae"), default="elbo", help="the bound to maximise")
     g.add_argument("--k", type=int, default=50, help="importance samples of the IWAE bound")
@@ -481,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pplgen`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.run(args)
     except PplgenError as exc:

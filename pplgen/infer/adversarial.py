@@ -168,7 +168,7 @@ class CriticTrainer(Trainer):
 
     Subclasses set ``discriminator`` and ``d_lr`` in their constructor; this class moves the
     discriminator to the device, builds its optimiser, switches its mode with the program's, saves it in
-    checkpoints, and takes guarded steps (``_update``).
+    checkpoints, and takes guarded steps (``update(..., guarded=True)``).
 
     Example:
         A GAN's trainer, with the critic learning four times as fast as the generator (two time-scales):
@@ -207,18 +207,8 @@ class CriticTrainer(Trainer):
         super().train(mode)
         self.discriminator.train(mode)
 
-    def _update(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> bool:
-        """Take the step unless the loss or a gradient is not finite; returns whether it was taken."""
-        optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            return False
-        loss.backward()
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not all(bool(torch.isfinite(g).all()) for g in grads):
-            optimizer.zero_grad(set_to_none=True)
-            return False
-        optimizer.step()
-        return True
+    def tensors(self) -> list[torch.Tensor]:
+        return [*super().tensors(), *self.discriminator.parameters(), *self.discriminator.buffers()]
 
     def state_dict(self):
         return {
@@ -406,9 +396,9 @@ class AdversarialTrainer(CriticTrainer):
             with torch.set_grad_enabled(i == self.settings.d_steps - 1):
                 real, fake, context, others = self.run(lambda: self.simulate(batch))
             d_loss = self.d_loss(real, fake, context)
-            taken &= self._update(d_loss, self.d_optimizer)
+            taken &= self.update(d_loss, self.d_optimizer, guarded=True)
         g_loss = self.g_loss(real, fake, context) + others
-        taken &= self._update(g_loss, self.optimizer)
+        taken &= self.update(g_loss, self.optimizer, guarded=True)
         self._count(taken)
         if taken and self.average:
             self.averaged_steps += 1

@@ -195,12 +195,12 @@ class AVBTrainer(CriticTrainer):
         for _ in range(self.objective.d_steps):
             x, posterior, prior, log_lik = self.run(lambda: self.pairs(batch))
             t_loss = self.t_loss(x, posterior, prior)
-            if not self._update(t_loss, self.d_optimizer):
+            if not self.update(t_loss, self.d_optimizer, guarded=True):
                 raise ModelError(
                     f"AVB's discriminator loss or its gradients are not finite ({float(t_loss)})"
                 )
         loss = self.score(x, posterior).mean() - log_lik
-        if not self._update(loss, self.optimizer):
+        if not self.update(loss, self.optimizer, guarded=True):
             raise ModelError(f"AVB's loss or its gradients are not finite ({float(loss)}): lower lr")
         return {"loss": float(loss.detach()), "t_loss": float(t_loss.detach())}
 

@@ -19,6 +19,7 @@ from pplgen.guides import AmortisedGuide
 from pplgen.infer.adversarial import AdversarialTrainer, ALITrainer
 from pplgen.infer.avb import AVBTrainer, implicit_sites
 from pplgen.infer.checks import as_tensors, check_guide, check_observations
+from pplgen.infer.distributed import join
 from pplgen.infer.exact import ExactTrainer
 from pplgen.infer.gan_objectives import AdversarialSettings
 from pplgen.infer.loop import LoopSettings, train
@@ -183,6 +184,11 @@ def fit(
     when every random choice is observed, amortised SVI with ``guide`` when there are latent sites,
     adversarial training when an observed site is :class:`pplgen.Implicit`.
 
+    Started by ``torchrun`` (or ``pplgen fit ... --nproc N``), every process runs this same call and
+    together they train one program on data-parallel shares of each global batch, their gradients
+    averaged before each step (:mod:`pplgen.infer.distributed`); rank 0 shows progress, validates and
+    writes checkpoints, and every rank returns the same parameters.
+
     Args:
         model: the model program.
         data: a tensor, or a tuple of tensors, whose first dimension indexes data points.
@@ -190,7 +196,7 @@ def fit(
             is built from the model's graph (encoders for local latents, mean field for global ones).
         family: ask for a family; an error if the graph says otherwise.
         epochs: passes over the training data.
-        batch_size: data points per step.
+        batch_size: data points per step; in a data-parallel run, the global batch the ranks share.
         lr: Adam's learning rate for the program's parameters.
         d_lr: the discriminator's learning rate (implicit family); ``lr`` when None.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
@@ -253,6 +259,12 @@ def fit(
         (0.5, 0.5)
     """
     device = resolve_device(device)
+    replicas = join(device)  # None unless torchrun (or pplgen fit --nproc) started this process
+    if replicas is not None:
+        if device.type == "cuda":
+            device = torch.device("cuda", replicas.local_rank)
+        # one seed for every rank: the same split, the same global batches
+        seed = replicas.from_main(lambda: seed if seed is not None else int(torch.randint(2**31, ())))
     if seed is not None:
         pyro.set_rng_seed(seed)
     generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(2**62, ())))
@@ -278,7 +290,10 @@ def fit(
         adversarial=adversarial,
     )
     guide = trainer.guide
+    trainer.replicas = replicas
     trainer.setup(first, len(train_data[0]))
+    if replicas is not None:  # rank 0 keeps the single-process noise; the others draw their own
+        pyro.set_rng_seed(seed + replicas.rank)
     for plate in trainer.graph.graph["data_plates"]:  # traced on one batch; the data are larger
         trainer.graph.graph["plates"][plate] = len(train_data[0])
     family = trainer.graph.graph["family"]
@@ -293,6 +308,8 @@ def fit(
         "num_valid": 0 if valid_data is None else len(valid_data[0]),
         "program": program_name(model),
     }
+    if replicas is not None:
+        settings["world_size"] = replicas.world_size  # batch_size is the global batch, shared by them
     if family == "implicit":
         settings["adversarial"] = dataclasses.asdict(trainer.settings)
     if family == "latent":

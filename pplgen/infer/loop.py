@@ -62,6 +62,13 @@ def _set_rng_state(state: dict, generator: torch.Generator) -> None:
     generator.set_state(state["shuffle"])
 
 
+def _validation(trainer: Trainer, valid: tuple[torch.Tensor, ...], batch_size: int) -> dict:
+    """The validation metrics; in a data-parallel run rank 0's, sent to every rank so all decide alike."""
+    if trainer.replicas is None:
+        return trainer.validate(valid, batch_size)
+    return trainer.replicas.from_main(lambda: trainer.validate(valid, batch_size))
+
+
 def train(
     trainer: Trainer,
     data: tuple[torch.Tensor, ...],
@@ -74,6 +81,8 @@ def train(
     Returns the history: one dict per epoch with the mean training metrics, the validation metrics,
     and the seconds it took. Checkpoints (parameters, optimiser state, history, every RNG state) are
     written to ``settings.out`` so that a resumed run continues exactly where the last one stopped.
+    In a data-parallel run (``trainer.replicas``) each rank trains on its share of every global batch,
+    and rank 0 alone shows progress, validates and writes checkpoints.
     """
     num_data = len(data[0])
     steps_per_epoch = math.ceil(num_data / settings.batch_size)
@@ -90,10 +99,12 @@ def train(
             best = (state["best"]["metric"], state["best"]["epoch"], state["best"]["params"])
         start = len(history)
 
+    replicas = trainer.replicas  # a data-parallel run: rank 0 shows progress, validates, checkpoints
+    main = replicas is None or replicas.main
     bar = tqdm(
         total=settings.epochs * steps_per_epoch,
         initial=start * steps_per_epoch,
-        disable=None if settings.progress is None else not settings.progress,
+        disable=not main or (None if settings.progress is None else not settings.progress),
         desc=type(trainer).__name__.removesuffix("Trainer").lower(),
         unit="step",
         dynamic_ncols=True,
@@ -106,15 +117,18 @@ def train(
             rows = []
             for i in range(steps_per_epoch):
                 index = order[i * settings.batch_size : (i + 1) * settings.batch_size]
+                points = len(index)
+                if replicas is not None:
+                    index = replicas.shard(index)
+                    points = round(replicas.weight * points)
                 metrics = trainer.step(tuple(t[index] for t in data), num_data)
-                rows.append((len(index), metrics))
+                rows.append((points, metrics))
                 bar.update()
                 bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
-            row = {
-                "epoch": epoch + 1,
-                **mean_metrics(rows),
-                **(trainer.validate(valid, settings.batch_size) if valid is not None else {}),
-            }
+            means = mean_metrics(rows) if replicas is None else replicas.mean_metrics(rows)
+            row = {"epoch": epoch + 1, **means}
+            if valid is not None:
+                row.update(_validation(trainer, valid, settings.batch_size))
             row["time_s"] = time.perf_counter() - began
             history.append(row)
 
@@ -125,7 +139,7 @@ def train(
                     best = (metric, epoch + 1, trainer.params.state_dict())
                 elif settings.patience is not None and epoch + 1 - best[1] >= settings.patience:
                     stop = True
-            if checkpoint is not None and ((epoch + 1) % settings.checkpoint_every == 0 or stop):
+            if main and checkpoint is not None and ((epoch + 1) % settings.checkpoint_every == 0 or stop):
                 save_checkpoint(
                     checkpoint,
                     {

@@ -114,9 +114,7 @@ class SVITrainer(Trainer):
 
     def step(self, batch, num_data):
         loss, terms = self.run(lambda: self.terms(batch, num_data, training=True))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.update(loss, self.optimizer)
         if hasattr(self.objective, "steps"):
             self.objective.steps += 1
         metrics = {"loss": float(loss.detach())}

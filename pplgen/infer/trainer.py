@@ -12,6 +12,7 @@ from pyro.poutine.messenger import Messenger
 
 from pplgen.errors import CheckpointError, ModelError, program_errors
 from pplgen.infer.checks import chunks
+from pplgen.infer.distributed import Replicas
 from pplgen.infer.params import ParamSet, modules_of, on_device
 
 __all__ = ["LocalScale", "Trainer", "mean_metrics", "scaled"]
@@ -100,6 +101,7 @@ class Trainer:
         self.data_plates = tuple(graph.graph.get("data_plates", ()))
         self.params = ParamSet()
         self.optimizer: torch.optim.Optimizer | None = None
+        self.replicas: Replicas | None = None  # set for a data-parallel run (pplgen.infer.distributed)
 
     # -- parameters -------------------------------------------------------------------------------
     def modules(self) -> list[tuple[str, torch.nn.Module]]:
@@ -134,6 +136,15 @@ class Trainer:
                 "or pyro.module)"
             )
         self.optimizer = torch.optim.Adam(list(self.params), lr=self.lr, betas=self.betas)
+        if self.replicas is not None:  # every rank starts from rank 0's parameters
+            self.replicas.broadcast(self.tensors())
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every trained parameter and every module buffer: what must agree across ranks."""
+        found = {id(p): p for p in self.params}
+        for _, module in self.modules():
+            found.update((id(t), t) for t in (*module.parameters(), *module.buffers()))
+        return list(found.values())
 
     def _rng_devices(self) -> list:
         return [self.device] if self.device.type == "cuda" else []
@@ -152,10 +163,29 @@ class Trainer:
 
     def step(self, batch: tuple[torch.Tensor, ...], num_data: int) -> dict[str, float]:
         loss = self.run(lambda: self.loss(batch, num_data))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.update(loss, self.optimizer)
         return {"loss": float(loss.detach())}
+
+    def update(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, guarded: bool = False) -> bool:
+        """Backpropagate ``loss`` and step ``optimizer``; returns whether the step was taken.
+
+        In a data-parallel run the gradients are first averaged across ranks. ``guarded`` skips the step
+        (on every rank alike) when the loss or a gradient is not finite.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss)) if guarded else True
+        if finite:
+            loss.backward()
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if self.replicas is not None:
+            finite = self.replicas.average_gradients(params, finite=finite)
+        if guarded and finite:
+            finite = all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
+        if not finite:
+            optimizer.zero_grad(set_to_none=True)
+            return False
+        optimizer.step()
+        return True
 
     @torch.no_grad()
     def evaluate(self, batch: tuple[torch.Tensor, ...], num_data: int) -> dict[str, float]:
