@@ -96,7 +96,7 @@ class Replicas:
         return self.rank == 0
 
     def shard(self, index: torch.Tensor) -> torch.Tensor:
-        """This rank's contiguous share of a global batch's indices; sets :attr:`weight`.
+        """This rank's contiguous share of a global batch's indices; sets ``weight``.
 
         A rank whose share is empty (a last batch smaller than the world) computes on one point with
         weight 0, so that it still takes part in the all-reduce and adds nothing to it.
