@@ -157,7 +157,8 @@ def _fit(args) -> int:
     last = result.history[-1]
     skip = ("epoch", "time_s", "active_units", "latent_units")
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in skip and isinstance(v, float))
-    print(f"{result.family} model, {last['epoch']} epochs on {result.device}: {metrics}")
+    steps = result.settings["steps"]
+    print(f"{result.family} model, {last['epoch']} epochs on {result.device} ({steps} steps): {metrics}")
     if "active_units" in last:  # a collapsed posterior shows here first
         print(
             f"active latent units: {last['active_units']} of {last['latent_units']} "

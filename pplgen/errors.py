@@ -9,6 +9,7 @@ The command line prints them as one line and exits with status 2.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Callable, Iterator
 
 __all__ = [
@@ -22,8 +23,10 @@ __all__ = [
     "ModelError",
     "PplgenError",
     "UnknownNameError",
+    "data_scanned",
     "program_errors",
     "program_name",
+    "support_scans",
 ]
 
 
@@ -193,6 +196,40 @@ def program_name(fn: Callable) -> str:
     name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     module = getattr(fn, "__module__", None)
     return f"{module}.{name}" if module and module != "__main__" else name
+
+
+_SCANNED = contextvars.ContextVar("pplgen_data_scanned", default=False)
+
+
+@contextlib.contextmanager
+def data_scanned() -> Iterator[None]:
+    """Within this block the data were checked whole beforehand, so programs may skip their per-batch
+    support scans (:func:`support_scans`): the training loop runs its steps here, after
+    ``check_observations`` has scanned every training and validation point.
+
+    Example:
+        >>> with data_scanned():
+        ...     inside = support_scans()
+        >>> inside, support_scans()
+        (False, True)
+    """
+    token = _SCANNED.set(True)
+    try:
+        yield
+    finally:
+        _SCANNED.reset(token)
+
+
+def support_scans() -> bool:
+    """Whether a program should scan a batch for values outside its support: False inside
+    :func:`data_scanned`, where the scan was done once for all the data (and would cost a pass over the
+    batch and, on a GPU, a wait for it at every step).
+
+    Example:
+        >>> support_scans()  # outside a training loop
+        True
+    """
+    return not _SCANNED.get()
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from pplgen.errors import DataError
+from pplgen.errors import DataError, support_scans
 from pplgen.nn.autoregressive import AutoregressiveNet, Warp, conditional_log_prob
 
 __all__ = ["AutoregressiveDistribution"]
@@ -132,7 +132,8 @@ class AutoregressiveDistribution(TorchDistribution):
                 f"{self.label}: expected values of event shape {event}, "
                 f"got a value of shape {tuple(value.shape)}"
             )
-        self.check_support(value)
+        if support_scans():  # not in a training loop, whose data were scanned whole before it began
+            self.check_support(value)
 
     def check_support(self, value: torch.Tensor) -> None:
         """Raise :class:`~pplgen.errors.DataError` unless every coordinate of ``value`` is in the support."""

@@ -22,7 +22,7 @@ from pplgen.infer.gan_objectives import (
     gradient_penalty,
     r1_penalty,
 )
-from pplgen.infer.trainer import Trainer
+from pplgen.infer.trainer import Trainer, adam
 from pplgen.nn import MLP, ConvEncoder
 
 __all__ = [
@@ -201,7 +201,7 @@ class CriticTrainer(Trainer):
         if self.discriminator is not None:  # else the first loss builds a default one on the device
             self.discriminator.to(self.device)
         super().setup(batch, num_data)
-        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.d_lr, betas=self.betas)
+        self.d_optimizer = adam(list(self.discriminator.parameters()), self.d_lr, self.betas)
 
     def train(self, mode: bool = True) -> None:
         super().train(mode)

@@ -53,13 +53,14 @@ def join(device: torch.device) -> Replicas | None:
     if not dist.is_initialized():
         if _world_size_from_environment() <= 1:
             return None
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if device.type == "cuda":
-            torch.cuda.set_device(local_rank)
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if dist.get_world_size() == 1:
         return None
-    return Replicas(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    on = torch.device("cuda", local_rank) if device.type == "cuda" else device
+    return Replicas(dist.get_rank(), dist.get_world_size(), local_rank, on)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Replicas:
         rank: this process's number, 0 to ``world_size - 1``; rank 0 logs, validates and checkpoints.
         world_size: the number of processes.
         local_rank: this process's number on its machine (its GPU).
+        device: where this rank trains; NCCL reduces only tensors on its GPU.
         weight: this rank's share of the current global batch, set by :meth:`shard`.
 
     References:
@@ -79,7 +81,7 @@ class Replicas:
     Example:
         The shares of a global batch of 5 points on 2 ranks (no process group is needed to shard):
 
-        >>> first, second = Replicas(0, 2, 0), Replicas(1, 2, 1)
+        >>> first, second = Replicas(0, 2, 0), Replicas(1, 2, 0)
         >>> index = torch.arange(5)
         >>> first.shard(index), first.weight, second.shard(index), second.weight
         (tensor([0, 1, 2]), 0.6, tensor([3, 4]), 0.4)
@@ -88,6 +90,7 @@ class Replicas:
     rank: int
     world_size: int
     local_rank: int
+    device: torch.device = torch.device("cpu")
     weight: float = 1.0
 
     @property
@@ -141,7 +144,9 @@ class Replicas:
         """The mean of each metric over every rank's points, ``rows`` being ``(points, metrics)`` per step."""
         keys = list(rows[0][1]) if rows else []
         totals = torch.tensor(
-            [sum(n for n, _ in rows)] + [sum(n * m[k] for n, m in rows) for k in keys], dtype=torch.float64
+            [sum(n for n, _ in rows)] + [float(sum(n * m[k] for n, m in rows)) for k in keys],
+            dtype=torch.float64,
+            device=self.device,
         )
         dist.all_reduce(totals)
         return {k: float(v / totals[0]) for k, v in zip(keys, totals[1:], strict=True)}

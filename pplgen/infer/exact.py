@@ -33,7 +33,7 @@ class ExactTrainer(Trainer):
         >>> coins, x = Coins(), torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
         >>> trainer = ExactTrainer(coins.model, None, inspect(coins.model, x), torch.device("cpu"), lr=0.1)
         >>> trainer.setup((x,), num_data=2)
-        >>> round(trainer.step((x,), num_data=2)["nll"], 3), round(3 * math.log(2), 3)
+        >>> round(float(trainer.step((x,), num_data=2)["nll"]), 3), round(3 * math.log(2), 3)
         (2.079, 2.079)
         >>> [round(logit, 3) for logit in coins.logits.tolist()]  # only the first coin's data are uneven
         [0.1, 0.0, 0.0]

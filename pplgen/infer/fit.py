@@ -261,8 +261,7 @@ def fit(
     device = resolve_device(device)
     replicas = join(device)  # None unless torchrun (or pplgen fit --nproc) started this process
     if replicas is not None:
-        if device.type == "cuda":
-            device = torch.device("cuda", replicas.local_rank)
+        device = replicas.device  # on CUDA, the GPU of this rank
         # one seed for every rank: the same split, the same global batches
         seed = replicas.from_main(lambda: seed if seed is not None else int(torch.randint(2**31, ())))
     if seed is not None:
@@ -332,6 +331,8 @@ def fit(
         meta=settings,
     )
     history = train(trainer, train_data, valid_data, loop, generator)
+    # which path the steps took: bare calls of the program, or through parameter capture and on_device
+    settings["steps"] = "direct" if trainer.direct else "plain"
     return FitResult(
         model=model,
         guide=guide,

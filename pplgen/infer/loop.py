@@ -15,12 +15,14 @@ import pyro
 import torch
 from tqdm import tqdm  # the plain bar: tqdm.auto warns in a notebook without ipywidgets
 
+from pplgen.errors import data_scanned
 from pplgen.infer.checkpoint import load_checkpoint, save_checkpoint
 from pplgen.infer.trainer import Trainer, mean_metrics
 
 __all__ = ["LoopSettings", "train"]
 
 CHECKPOINT = "checkpoint.pt"
+POSTFIX_EVERY = 25  # steps between updates of the progress bar's figures
 
 
 @dataclass
@@ -110,7 +112,7 @@ def train(
         dynamic_ncols=True,
     )
     trainer.train(True)
-    with bar, pyro.validation_enabled(False):
+    with bar, pyro.validation_enabled(False), data_scanned():  # fit checked every point before training
         for epoch in range(start, settings.epochs):
             began = time.perf_counter()
             order = torch.randperm(num_data, generator=generator).to(trainer.device)
@@ -124,7 +126,8 @@ def train(
                 metrics = trainer.step(tuple(t[index] for t in data), num_data)
                 rows.append((points, metrics))
                 bar.update()
-                bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
+                if not bar.disable and i % POSTFIX_EVERY == 0:  # reading a GPU's loss waits for it
+                    bar.set_postfix({k: f"{float(v):.4g}" for k, v in metrics.items()}, refresh=False)
             means = mean_metrics(rows) if replicas is None else replicas.mean_metrics(rows)
             row = {"epoch": epoch + 1, **means}
             if valid is not None:

@@ -33,14 +33,15 @@ class Terms:
     """What one evaluation of an objective is made of, per data point.
 
     Attributes:
-        bound: the (unweighted) lower bound on log p(x) per data point: the ELBO or the IWAE bound.
+        bound: the (unweighted) lower bound on log p(x) per data point: the ELBO or the IWAE bound (a
+            float, or a 0-dim tensor left on the device).
         kl: KL(q || p) per latent site, a vector over the site's flattened event per data point (a
             single entry where the divergence does not split over dimensions). Empty for IWAE.
         loc: the posterior mean in unconstrained space per local latent site, ``(N, D)`` (for active
             units).
     """
 
-    bound: float
+    bound: float | torch.Tensor
     kl: dict[str, torch.Tensor] = field(default_factory=dict)
     loc: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -254,7 +255,7 @@ class ELBO(Objective):
                 if local and loc is not None and loc.dim() > 0 and loc.shape[0] == len(args[0]):
                     terms.loc[name] = loc.detach().reshape(loc.shape[0], -1)
             total = total - (likelihood - self.beta(training) * penalty)
-            bound = bound + float((likelihood - divergence).detach())
+            bound = bound + (likelihood - divergence).detach()  # a tensor: reading it would wait for a GPU
         terms.bound = bound / self.num_particles / num_data
         return total / self.num_particles / num_data, terms
 

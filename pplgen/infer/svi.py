@@ -117,9 +117,9 @@ class SVITrainer(Trainer):
         self.update(loss, self.optimizer)
         if hasattr(self.objective, "steps"):
             self.objective.steps += 1
-        metrics = {"loss": float(loss.detach())}
+        metrics = {"loss": loss.detach()}  # left on the device: the loop reads the epoch's mean once
         if terms.kl:
-            metrics["kl"] = sum(float(kl.sum()) for kl in terms.kl.values())
+            metrics["kl"] = sum(kl.detach().sum() for kl in terms.kl.values())
         return metrics
 
     @torch.no_grad()

@@ -10,12 +10,12 @@ import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
-from pplgen.errors import CheckpointError, ModelError, program_errors
+from pplgen.errors import CheckpointError, ModelError, PplgenError, program_errors
 from pplgen.infer.checks import chunks
 from pplgen.infer.distributed import Replicas
 from pplgen.infer.params import ParamSet, modules_of, on_device
 
-__all__ = ["LocalScale", "Trainer", "mean_metrics", "scaled"]
+__all__ = ["LocalScale", "Trainer", "adam", "mean_metrics", "scaled"]
 
 
 class LocalScale(Messenger):
@@ -38,10 +38,19 @@ class LocalScale(Messenger):
                 return
 
 
-def mean_metrics(rows: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
+def mean_metrics(rows: list[tuple[int, dict[str, float | torch.Tensor]]]) -> dict[str, float]:
+    """Each metric's mean over the points of ``rows``, ``(points, metrics)`` per step; a metric may be a
+    0-dim tensor still on the device, read once here rather than at every step."""
     total = sum(n for n, _ in rows)
     keys = rows[0][1].keys() if rows else ()
-    return {k: sum(n * m[k] for n, m in rows) / total for k in keys}
+    return {k: float(sum(n * m[k] for n, m in rows)) / total for k in keys}
+
+
+def adam(params: list[torch.Tensor], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step where torch has one for these tensors (floating point, on the
+    CPU or CUDA), else the default multi-tensor implementation."""
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused or None)
 
 
 def scaled(program: Callable, data_plates: tuple[str, ...], batch_size: int, num_data: int) -> Callable:
@@ -75,7 +84,7 @@ class Trainer:
         >>> shift, x = Shift(), torch.tensor([1.0, 2.0, 3.0])
         >>> trainer = LeastSquares(shift.model, None, nx.DiGraph(), torch.device("cpu"), lr=0.1)
         >>> trainer.setup((x,), num_data=3)
-        >>> [round(trainer.step((x,), num_data=3)["loss"], 3) for _ in range(3)]  # (1 + 4 + 9) / 3 first
+        >>> [round(float(trainer.step((x,), num_data=3)["loss"]), 3) for _ in range(3)]  # (1+4+9)/3 first
         [4.667, 4.277, 3.907]
         >>> round(shift.loc.item(), 2), sorted(trainer.validate((x,), batch_size=2))
         (0.3, ['val_loss'])
@@ -102,6 +111,7 @@ class Trainer:
         self.params = ParamSet()
         self.optimizer: torch.optim.Optimizer | None = None
         self.replicas: Replicas | None = None  # set for a data-parallel run (pplgen.infer.distributed)
+        self.direct = False  # steps call the program bare (see run); decided in setup
 
     # -- parameters -------------------------------------------------------------------------------
     def modules(self) -> list[tuple[str, torch.nn.Module]]:
@@ -114,7 +124,20 @@ class Trainer:
         return found
 
     def run(self, fn: Callable, role_program: Callable | None = None):
-        """Call ``fn`` on the device, collecting any parameters the program declares on the way."""
+        """Call ``fn`` on the device, collecting any parameters the program declares on the way.
+
+        Once set up, a program found to run on the device by itself (``direct``) is called bare: no
+        parameter capture, no default-device mode intercepting each tensor operation. A parameter store
+        that grows during such a call (a parameter declared late) sends that call, and every later one,
+        back through the plain path, which finds the new parameter.
+        """
+        if self.direct:
+            known = len(pyro.get_param_store())
+            with program_errors(role_program or self.model):
+                result = fn()
+            if len(pyro.get_param_store()) == known:
+                return result
+            self.direct = False
         with poutine.trace(param_only=True) as capture, on_device(self.device):
             with program_errors(role_program or self.model):
                 result = fn()
@@ -135,9 +158,23 @@ class Trainer:
                 "nothing to train: neither the model nor the guide has a parameter (pyro.param, a PyroModule "
                 "or pyro.module)"
             )
-        self.optimizer = torch.optim.Adam(list(self.params), lr=self.lr, betas=self.betas)
+        self.optimizer = adam(list(self.params), self.lr, self.betas)
         if self.replicas is not None:  # every rank starts from rank 0's parameters
             self.replicas.broadcast(self.tensors())
+        self.direct = self._runs_bare(batch, num_data)
+
+    def _runs_bare(self, batch: tuple[torch.Tensor, ...], num_data: int) -> bool:
+        """Whether the loss runs without ``on_device``: always on the default device (where that mode
+        changes nothing), elsewhere when a trial run with the data on the device raises no error."""
+        if self.device == torch.get_default_device():
+            return True
+        try:
+            with torch.random.fork_rng(devices=self._rng_devices()), pyro.validation_enabled(False):
+                with program_errors(self.model):
+                    self.loss(batch, num_data)
+        except (RuntimeError, PplgenError):  # e.g. a tensor made on the CPU inside the program
+            return False
+        return True
 
     def tensors(self) -> list[torch.Tensor]:
         """Every trained parameter and every module buffer: what must agree across ranks."""
@@ -164,7 +201,7 @@ class Trainer:
     def step(self, batch: tuple[torch.Tensor, ...], num_data: int) -> dict[str, float]:
         loss = self.run(lambda: self.loss(batch, num_data))
         self.update(loss, self.optimizer)
-        return {"loss": float(loss.detach())}
+        return {"loss": loss.detach()}  # left on the device: the loop reads the epoch's mean once
 
     def update(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, guarded: bool = False) -> bool:
         """Backpropagate ``loss`` and step ``optimizer``; returns whether the step was taken.
@@ -179,8 +216,9 @@ class Trainer:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         if self.replicas is not None:
             finite = self.replicas.average_gradients(params, finite=finite)
-        if guarded and finite:
-            finite = all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
+        grads = [p.grad for p in params if p.grad is not None]
+        if guarded and finite and grads:  # one wait for the device, not one per parameter
+            finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
         if not finite:
             optimizer.zero_grad(set_to_none=True)
             return False

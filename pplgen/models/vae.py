@@ -13,7 +13,7 @@ from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
 from pplgen.distributions.logistic import DiscretizedLogistic
-from pplgen.errors import DataError, ModelError
+from pplgen.errors import DataError, ModelError, support_scans
 from pplgen.nn.conv import ConvDecoder, ConvEncoder, image_channels_first
 from pplgen.nn.mlp import MLP
 
@@ -142,7 +142,8 @@ class VAEBase(PyroModule):
 
     @property
     def _dtype(self) -> torch.dtype:
-        return next(self.decoder.parameters()).dtype
+        # nn.Module's own registry: PyroModule's attribute access would send a param message per tensor
+        return next(self._modules["decoder"].parameters()).dtype
 
     def check_data(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` as flat floats ``(N, D)``, after checking its shape and that it lies in the support."""
@@ -150,6 +151,8 @@ class VAEBase(PyroModule):
         if x.dim() < 2 or x[0].numel() != self.dim:
             raise DataError(f"{name} expects data of shape (N, {self.dim}), got shape {tuple(x.shape)}")
         flat = x.reshape(x.shape[0], -1)
+        if not support_scans():  # the training loop's data were scanned whole before it began
+            return flat.to(self._dtype)
         if self.likelihood == "bernoulli":
             outside = (flat != 0) & (flat != 1)
             expected = "binary data (0 or 1) for its Bernoulli likelihood"
