@@ -1,5 +1,6 @@
 """Bad input gets a pplgen error naming what was expected and what came: never a deep traceback or NaN."""
 
+import errno
 import os
 import pickle
 
@@ -19,6 +20,7 @@ from pplgen.errors import (
     PplgenError,
     UnknownNameError,
 )
+from pplgen.infer.checkpoint import VersionWarning, load_checkpoint, save_checkpoint
 from pplgen.models import VAE, build
 
 
@@ -192,3 +194,26 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="unsafe"):
         pplgen.FitResult.load(path, VAE(4, z_dim=2, hidden=8).model)
     assert not os.path.exists("/tmp/pplgen-pwned")
+
+
+def test_checkpoint_from_other_versions_is_reported(saved):
+    state = torch.load(saved, weights_only=True)
+    state["versions"] = {**state["versions"], "torch": "1.0.0"}
+    torch.save(state, saved)
+    vae = VAE(4, z_dim=2, hidden=8)
+    with pytest.warns(VersionWarning, match=r"torch 1\.0\.0 \(now .*\): results may differ"):
+        pplgen.FitResult.load(saved, vae.model, vae.guide)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "checkpoint.pt", {"step": 1})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(CheckpointError, match="the disk is full.*the previous checkpoint is kept"):
+        save_checkpoint(path, {"step": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left behind

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import importlib.metadata
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,21 +27,42 @@ UNREADABLE = (
     IndexError,
 )
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["VersionWarning", "load_checkpoint", "save_checkpoint", "versions"]
 
 FORMAT = "pplgen-checkpoint"
 VERSION = 1
+
+
+class VersionWarning(UserWarning):
+    """A checkpoint was written by other versions of pplgen, Pyro or torch than the ones loading it."""
+
+
+def versions() -> dict[str, str]:
+    """The versions of pplgen, Pyro and torch running now, as a checkpoint records them.
+
+    Example:
+        >>> sorted(versions())
+        ['pplgen', 'pyro', 'torch']
+    """
+    found = {}
+    for name, distribution in (("pplgen", "pplgen"), ("pyro", "pyro-ppl"), ("torch", "torch")):
+        try:
+            found[name] = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "unknown"
+    return found
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically.
 
     The file is written beside its destination and renamed over it, so a crash mid-write leaves the
-    previous checkpoint intact.
+    previous checkpoint intact; so does a failed write (a full disk), which raises
+    :class:`~pplgen.errors.CheckpointError`. The versions of pplgen, Pyro and torch are recorded with it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION, **state}
+    payload = {"format": FORMAT, "version": VERSION, "versions": versions(), **state}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -46,8 +70,12 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            full = " (the disk is full)" if exc.errno == errno.ENOSPC else ""
+            kept = "the previous checkpoint is kept" if path.exists() else "no earlier checkpoint exists"
+            raise CheckpointError(f"could not write checkpoint {path}{full}: {exc}; {kept}") from exc
         raise
     return path
 
@@ -69,5 +97,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if payload.get("version") != VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {payload.get('version')}, this pplgen reads {VERSION}"
+        )
+    written, now = payload.get("versions", {}), versions()
+    differ = [
+        f"{name} {written.get(name, 'unknown')} (now {now[name]})"
+        for name in now
+        if written.get(name) != now[name]
+    ]
+    if differ:
+        warnings.warn(
+            f"checkpoint {path} was written with {', '.join(differ)}: results may differ from the run that "
+            "wrote it",
+            VersionWarning,
+            stacklevel=2,
         )
     return payload
