@@ -147,6 +147,7 @@ def _fit(args) -> int:
         seed=args.seed,
         out=run_dir,
         resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
     )
     if dist.is_initialized():  # a data-parallel run: every rank holds the result, rank 0 writes it
         rank = dist.get_rank()
@@ -441,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run directory (default runs/MODEL-DATA)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     p.add_argument(
         "--nproc",
         type=_processes,

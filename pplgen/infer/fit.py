@@ -258,6 +258,8 @@ def fit(
         >>> round(encoder.loc.weight.item(), 1), round(encoder.log_scale.exp().item() ** 2, 1)  # a, s^2
         (0.5, 0.5)
     """
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every should be at least 1 epoch, got {checkpoint_every}")
     device = resolve_device(device)
     replicas = join(device)  # None unless torchrun (or pplgen fit --nproc) started this process
     if replicas is not None:
