@@ -1,8 +1,10 @@
 """Faults during training: a run killed with SIGKILL at a random moment and resumed ends exactly where an
-uninterrupted run ends."""
+uninterrupted run ends; a non-finite step is skipped and counted, and persistent ones stop the run naming
+the site."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -11,10 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 
-from pplgen.errors import CheckpointError
+import pplgen
+from pplgen.errors import CheckpointError, ModelError
 from pplgen.infer.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,3 +63,38 @@ def test_sigkill_at_a_random_moment_then_resume_gives_the_uninterrupted_paramete
     assert resumed.keys() == expected.keys()
     for name, value in expected.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+
+
+def _program(nan_when):
+    """An exact model, x ~ N(loc, 1), with a factor whose log-density is NaN when ``nan_when(loc, flag)``."""
+    loc = torch.nn.Parameter(torch.zeros(()))
+
+    def model(x, flag):
+        pyro.param("loc", loc)
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(loc, 1.0), obs=x)
+        pyro.factor("penalty", torch.where(nan_when(loc, flag), torch.nan, 0.0))
+
+    return model
+
+
+def test_a_non_finite_step_is_skipped_and_counted_in_the_history():
+    pyro.clear_param_store()
+    x, flag = torch.randn(64) + 3.0, torch.zeros(64)
+    flag[60] = 1.0  # one batch in eight holds it (not the first, which pplgen inspects the program on)
+    model = _program(lambda loc, flag: flag.any())
+    result = pplgen.fit(
+        model, (x, flag), epochs=4, batch_size=8, lr=0.1, seed=0, valid_fraction=0, progress=False
+    )  # fmt: skip
+    skipped = [row["skipped"] for row in result.history]
+    assert all(0 < s < 1 for s in skipped), skipped
+    assert all(math.isfinite(row["nll"]) for row in result.history)  # the mean over the steps taken
+    assert torch.isfinite(pyro.param("loc")).all() and pyro.param("loc").item() > 1.0  # it still trained
+
+
+def test_persistent_non_finite_steps_stop_training_naming_the_site():
+    pyro.clear_param_store()
+    x, flag = torch.randn(64) + 3.0, torch.zeros(64)
+    model = _program(lambda loc, flag: loc > 1.0)  # once loc passes 1, every step is NaN
+    with pytest.raises(ModelError, match=r"20 steps in a row.*likelihood at site 'penalty' is not finite"):
+        pplgen.fit(model, (x, flag), epochs=10, batch_size=8, lr=0.1, seed=0, progress=False)

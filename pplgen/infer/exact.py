@@ -46,7 +46,9 @@ class ExactTrainer(Trainer):
         return -trace.log_prob_sum() / num_data
 
     def step(self, batch, num_data):
-        return {"nll": super().step(batch, num_data)["loss"]}
+        metrics = super().step(batch, num_data)
+        metrics["nll"] = metrics.pop("loss")
+        return metrics
 
     @torch.no_grad()
     def evaluate(self, batch, num_data):

@@ -76,8 +76,8 @@ class SVITrainer(Trainer):
         >>> trainer.objective
         ELBO(num_particles=1, analytic_kl=True, warmup=0, free_bits=0.0)
         >>> trainer.setup((x,), num_data=8)
-        >>> sorted(trainer.step((x,), num_data=8))
-        ['kl', 'loss']
+        >>> sorted(trainer.step((x,), num_data=8))  # skipped: 1.0 when the loss or a gradient was not finite
+        ['kl', 'loss', 'skipped']
         >>> row = trainer.validate((x,), batch_size=4)
         >>> sorted(row), row["latent_units"]
         (['active_units', 'kl_per_dim', 'latent_units', 'val_kl', 'val_loss'], 1)
@@ -114,10 +114,12 @@ class SVITrainer(Trainer):
 
     def step(self, batch, num_data):
         loss, terms = self.run(lambda: self.terms(batch, num_data, training=True))
-        self.update(loss, self.optimizer)
+        taken = self.update(loss, self.optimizer, guarded=True)
+        self.count(taken, batch)
         if hasattr(self.objective, "steps"):
             self.objective.steps += 1
-        metrics = {"loss": loss.detach()}  # left on the device: the loop reads the epoch's mean once
+        # left on the device: the loop reads the epoch's mean once
+        metrics = {"loss": loss.detach(), "skipped": float(not taken)}
         if terms.kl:
             metrics["kl"] = sum(kl.detach().sum() for kl in terms.kl.values())
         return metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import networkx as nx
@@ -39,11 +40,17 @@ class LocalScale(Messenger):
 
 
 def mean_metrics(rows: list[tuple[int, dict[str, float | torch.Tensor]]]) -> dict[str, float]:
-    """Each metric's mean over the points of ``rows``, ``(points, metrics)`` per step; a metric may be a
-    0-dim tensor still on the device, read once here rather than at every step."""
-    total = sum(n for n, _ in rows)
+    """Each metric's mean over the points of ``rows``, ``(points, metrics)`` per step, counting only the
+    steps where it is finite (a skipped step's loss is not; ``skipped`` counts those steps). A metric
+    may be a 0-dim tensor still on the device, read once here rather than at every step."""
     keys = rows[0][1].keys() if rows else ()
-    return {k: float(sum(n * m[k] for n, m in rows)) / total for k in keys}
+    means = {}
+    for k in keys:
+        found = [(n, float(m[k])) for n, m in rows]
+        found = [(n, v) for n, v in found if math.isfinite(v)]
+        total = sum(n for n, _ in found)
+        means[k] = sum(n * v for n, v in found) / total if total else math.nan
+    return means
 
 
 def adam(params: list[torch.Tensor], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
@@ -92,6 +99,7 @@ class Trainer:
 
     monitor = "val_loss"
     betas = (0.9, 0.999)  # Adam's moment decay rates
+    max_bad_steps = 20  # consecutive steps with a non-finite loss or gradient, skipped, before training stops
 
     def __init__(
         self,
@@ -112,6 +120,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.replicas: Replicas | None = None  # set for a data-parallel run (pplgen.infer.distributed)
         self.direct = False  # steps call the program bare (see run); decided in setup
+        self.bad_steps = 0  # consecutive steps skipped for a non-finite loss or gradient
 
     # -- parameters -------------------------------------------------------------------------------
     def modules(self) -> list[tuple[str, torch.nn.Module]]:
@@ -200,8 +209,51 @@ class Trainer:
 
     def step(self, batch: tuple[torch.Tensor, ...], num_data: int) -> dict[str, float]:
         loss = self.run(lambda: self.loss(batch, num_data))
-        self.update(loss, self.optimizer)
-        return {"loss": loss.detach()}  # left on the device: the loop reads the epoch's mean once
+        taken = self.update(loss, self.optimizer, guarded=True)
+        self.count(taken, batch)
+        # left on the device: the loop reads the epoch's mean once
+        return {"loss": loss.detach(), "skipped": float(not taken)}
+
+    def count(self, taken: bool, batch: tuple[torch.Tensor, ...]) -> None:
+        """Count a skipped step; after ``max_bad_steps`` in a row stop with a :class:`ModelError` naming
+        what is not finite on ``batch``."""
+        self.bad_steps = 0 if taken else self.bad_steps + 1
+        if self.bad_steps >= self.max_bad_steps:
+            raise ModelError(
+                f"training diverged: {self.bad_steps} steps in a row had a non-finite loss or gradient and "
+                f"were skipped; on the last batch {self.culprits(batch)}; lower lr, or check the program's "
+                "scales and the data"
+            )
+
+    def culprits(self, batch: tuple[torch.Tensor, ...]) -> str:
+        """What is not finite on ``batch``: parameters, then each site's log-density in the guide and the
+        model (replayed on the guide's draw), named by site, role and term."""
+        bad = [
+            f"parameter {key!r} is not finite"
+            for key, value in self.params.items()
+            if not value.isfinite().all()
+        ]
+        try:
+            with torch.no_grad(), pyro.validation_enabled(False):
+                traces = []
+                if self.guide is not None:
+                    traces.append(("guide", poutine.trace(self.guide).get_trace(*batch)))
+                replayed = poutine.replay(self.model, trace=traces[0][1]) if traces else self.model
+                traces.append(("model", poutine.trace(replayed).get_trace(*batch)))
+                for role, trace in traces:
+                    trace.compute_log_prob()
+                    for name, site in trace.nodes.items():
+                        if site["type"] == "sample" and not torch.isfinite(site["log_prob"]).all():
+                            term = (
+                                "likelihood" if site["is_observed"] else "prior" if role == "model" else "q"
+                            )
+                            bad.append(f"the {role}'s {term} at site {name!r} is not finite")
+        except Exception as exc:  # a program that fails outright is named by the error itself
+            bad.append(f"the program raised {type(exc).__name__}: {exc}")
+        return (
+            "; ".join(bad)
+            or "every parameter and log-density is finite (the objective's arithmetic or a gradient is not)"
+        )
 
     def update(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, guarded: bool = False) -> bool:
         """Backpropagate ``loss`` and step ``optimizer``; returns whether the step was taken.
@@ -210,15 +262,15 @@ class Trainer:
         (on every rank alike) when the loss or a gradient is not finite.
         """
         optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss)) if guarded else True
-        if finite:
-            loss.backward()
+        loss.backward()  # a non-finite loss gives non-finite gradients, or ones the check below refuses
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        if self.replicas is not None:
-            finite = self.replicas.average_gradients(params, finite=finite)
-        grads = [p.grad for p in params if p.grad is not None]
-        if guarded and finite and grads:  # one wait for the device, not one per parameter
-            finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+        finite = True
+        if self.replicas is not None:  # every rank learns of a bad loss anywhere, and skips with it
+            finite = self.replicas.average_gradients(params, finite=not guarded or bool(torch.isfinite(loss)))
+        if guarded and finite:  # one wait for the device, not one per parameter
+            checks = [torch.isfinite(loss).reshape(1)]
+            checks += [torch.isfinite(p.grad).all().reshape(1) for p in params if p.grad is not None]
+            finite = bool(torch.cat(checks).all())
         if not finite:
             optimizer.zero_grad(set_to_none=True)
             return False
