@@ -98,3 +98,31 @@ def test_persistent_non_finite_steps_stop_training_naming_the_site():
     model = _program(lambda loc, flag: loc > 1.0)  # once loc passes 1, every step is NaN
     with pytest.raises(ModelError, match=r"20 steps in a row.*likelihood at site 'penalty' is not finite"):
         pplgen.fit(model, (x, flag), epochs=10, batch_size=8, lr=0.1, seed=0, progress=False)
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads the resident set from /proc")
+def test_a_thousand_steps_keep_memory_flat():
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    vae = pplgen.models.VAE(64, z_dim=4, hidden=32)
+    x = pplgen.data.load("digits").x[:1000]
+    resident, stores = [], []
+
+    def watch(row):
+        resident.append(_resident_mb())
+        stores.append(len(pyro.get_param_store()))
+
+    result = pplgen.fit(
+        vae.model, x, vae.guide, epochs=20, batch_size=16, seed=0, valid_fraction=0.2, progress=False,
+        callbacks=[watch],
+    )  # fmt: skip
+    assert len(result.history) * result.settings["num_train"] // 16 == 1000  # 50 steps an epoch
+    assert len(set(stores)) == 1  # the parameter store does not grow
+    growth = max(resident[5:]) - resident[4]
+    assert growth < 16, f"resident memory grew {growth:.1f} MB over 15 epochs: {resident}"
