@@ -31,6 +31,8 @@ def as_tensors(data, name: str = "data") -> tuple[torch.Tensor, ...]:
             raise DataError(f"{label} should be a torch.Tensor, got {type(item).__name__}")
         if item.dim() == 0 or item.shape[0] == 0:
             raise DataError(f"{label} holds no data points (shape {tuple(item.shape)})")
+        if item.is_complex():
+            raise DataError(f"{label} holds complex numbers ({item.dtype}): expected real data")
         if item.dtype == torch.float64:
             item = item.float()
         if item.is_floating_point() and not torch.isfinite(item).all():

@@ -144,10 +144,10 @@ class SVITrainer(Trainer):
         if kl:
             row["val_kl"] = sum(float(v.sum()) for v in kl.values())
             row["kl_per_dim"] = {name: [round(float(x), 5) for x in v] for name, v in kl.items()}
-        active = {name: int((torch.cat(v).var(0) > ACTIVE_THRESHOLD).sum()) for name, v in locs.items()}
-        if active and num_data > 1:
-            row["active_units"] = sum(active.values())
-            row["latent_units"] = sum(torch.cat(v).shape[1] for v in locs.values())
+        if locs and num_data > 1:  # a variance over the data needs two points
+            means = [torch.cat(v) for v in locs.values()]
+            row["active_units"] = sum(int((m.var(0) > ACTIVE_THRESHOLD).sum()) for m in means)
+            row["latent_units"] = sum(m.shape[1] for m in means)
         return row
 
     def state_dict(self) -> dict:
