@@ -267,10 +267,10 @@ class Trainer:
         finite = True
         if self.replicas is not None:  # every rank learns of a bad loss anywhere, and skips with it
             finite = self.replicas.average_gradients(params, finite=not guarded or bool(torch.isfinite(loss)))
-        if guarded and finite:  # one wait for the device, not one per parameter
-            checks = [torch.isfinite(loss).reshape(1)]
-            checks += [torch.isfinite(p.grad).all().reshape(1) for p in params if p.grad is not None]
-            finite = bool(torch.cat(checks).all())
+        if guarded and finite:  # one wait for the device: a tensor's norm is NaN or inf if an entry is (or
+            grads = [p.grad for p in params if p.grad is not None]  # if the gradient is beyond ~1e19)
+            norms = torch._foreach_norm(grads) if grads else []
+            finite = bool(torch.isfinite(loss.detach() + sum(n.to(loss.dtype) for n in norms)))
         if not finite:
             optimizer.zero_grad(set_to_none=True)
             return False
