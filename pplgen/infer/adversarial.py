@@ -299,6 +299,7 @@ class AdversarialTrainer(CriticTrainer):
         self.d_lr = d_lr if d_lr is not None else self.lr
         self.average: dict[str, torch.Tensor] = {}
         self.bad_steps = 0
+        self.failed: list[str] = []  # the players whose last step was skipped
         self.averaged_steps = 0
 
     def setup(self, batch, num_data):
@@ -390,15 +391,19 @@ class AdversarialTrainer(CriticTrainer):
         return loss
 
     def step(self, batch, num_data):
-        taken = True
+        d_taken = True
         for i in range(self.settings.d_steps):
             # only the last draw feeds the generator's step: the earlier ones need no graph through it
             with torch.set_grad_enabled(i == self.settings.d_steps - 1):
                 real, fake, context, others = self.run(lambda: self.simulate(batch))
             d_loss = self.d_loss(real, fake, context)
-            taken &= self.update(d_loss, self.d_optimizer, guarded=True)
+            d_taken &= self.update(d_loss, self.d_optimizer, guarded=True)
         g_loss = self.g_loss(real, fake, context) + others
-        taken &= self.update(g_loss, self.optimizer, guarded=True)
+        g_taken = self.update(g_loss, self.optimizer, guarded=True)
+        taken = d_taken and g_taken
+        if not taken:  # which player's loss or gradient was not finite, for the message if training stops
+            players = (("discriminator", d_taken), ("generator", g_taken))
+            self.failed = [name for name, ok in players if not ok]
         self._count(taken)
         if taken and self.average:
             self.averaged_steps += 1
@@ -418,7 +423,8 @@ class AdversarialTrainer(CriticTrainer):
         if self.bad_steps >= self.settings.max_bad_steps:
             raise ModelError(
                 f"adversarial training diverged: {self.bad_steps} steps in a row had a non-finite loss or "
-                "gradient and were skipped; lower the learning rates, or use loss='wgan_gp' or an r1 penalty"
+                f"gradient and were skipped (last in the {' and the '.join(self.failed)}'s step); lower the "
+                "learning rates, or use loss='wgan_gp' or an r1 penalty"
             )
 
     def finish(self) -> None:
