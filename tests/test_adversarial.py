@@ -154,7 +154,7 @@ def test_non_finite_steps_are_skipped_and_persistent_ones_stop_training():
                 z = pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
                 pyro.sample("x", pplgen.Implicit(self.a * z * float("nan"), event_dim=1), obs=x)
 
-    diverged = r"diverged: 5 steps in a row.*\(last in the discriminator and the generator's step\)"
+    diverged = r"adversarial training diverged: 5 steps in a row.*the discriminator and the generator's loss"
     with pytest.raises(ModelError, match=diverged):
         pplgen.fit(
             Broken().model,

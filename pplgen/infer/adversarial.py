@@ -298,7 +298,7 @@ class AdversarialTrainer(CriticTrainer):
         self.discriminator = discriminator  # None: built by the first call of critic(), from the samples
         self.d_lr = d_lr if d_lr is not None else self.lr
         self.average: dict[str, torch.Tensor] = {}
-        self.bad_steps = 0
+        self.max_bad_steps = self.settings.max_bad_steps
         self.failed: list[str] = []  # the players whose last step was skipped
         self.averaged_steps = 0
 
@@ -404,7 +404,7 @@ class AdversarialTrainer(CriticTrainer):
         if not taken:  # which player's loss or gradient was not finite, for the message if training stops
             players = (("discriminator", d_taken), ("generator", g_taken))
             self.failed = [name for name, ok in players if not ok]
-        self._count(taken)
+        self.count(taken, batch)
         if taken and self.average:
             self.averaged_steps += 1
             # the decay warms up, (1 + t) / (10 + t), so that the average soon forgets the initial weights
@@ -418,14 +418,10 @@ class AdversarialTrainer(CriticTrainer):
             "skipped": float(not taken),
         }
 
-    def _count(self, taken: bool) -> None:
-        self.bad_steps = 0 if taken else self.bad_steps + 1
-        if self.bad_steps >= self.settings.max_bad_steps:
-            raise ModelError(
-                f"adversarial training diverged: {self.bad_steps} steps in a row had a non-finite loss or "
-                f"gradient and were skipped (last in the {' and the '.join(self.failed)}'s step); lower the "
-                "learning rates, or use loss='wgan_gp' or an r1 penalty"
-            )
+    remedy = "lower the learning rates, or use loss='wgan_gp' or an r1 penalty"
+
+    def culprits(self, batch) -> str:
+        return f"the {' and the '.join(self.failed)}'s loss or gradient was not finite"
 
     def finish(self) -> None:
         """End with the averaged parameters, when an average is kept."""

@@ -100,6 +100,7 @@ class Trainer:
     monitor = "val_loss"
     betas = (0.9, 0.999)  # Adam's moment decay rates
     max_bad_steps = 20  # consecutive steps with a non-finite loss or gradient, skipped, before training stops
+    remedy = "lower lr, or check the program's scales and the data"  # said when training diverges
 
     def __init__(
         self,
@@ -219,10 +220,10 @@ class Trainer:
         what is not finite on ``batch``."""
         self.bad_steps = 0 if taken else self.bad_steps + 1
         if self.bad_steps >= self.max_bad_steps:
+            kind = type(self).__name__.removesuffix("Trainer").lower()
             raise ModelError(
-                f"training diverged: {self.bad_steps} steps in a row had a non-finite loss or gradient and "
-                f"were skipped; on the last batch {self.culprits(batch)}; lower lr, or check the program's "
-                "scales and the data"
+                f"{kind} training diverged: {self.bad_steps} steps in a row had a non-finite loss or "
+                f"gradient and were skipped; on the last batch {self.culprits(batch)}; {self.remedy}"
             )
 
     def culprits(self, batch: tuple[torch.Tensor, ...]) -> str:
