@@ -13,7 +13,7 @@ from pplgen.plot._figure import axes
 __all__ = ["training_curves"]
 
 # kept in the history but not plotted by default: bookkeeping, counts (active units), per-dimension lists
-_NOT_CURVES = ("epoch", "time_s", "restored_epoch", "active_units", "latent_units")
+_NOT_CURVES = ("epoch", "time_s", "restored_epoch", "active_units", "latent_units", "skipped")  # not nats
 _IN_NATS = ("loss", "nll", "val_loss", "val_nll")
 
 
