@@ -309,22 +309,6 @@ REFUSED = ("nan", "inf", "complex", "narrow", "wide", "flat", "empty", "support"
 #: Other dtypes: the values are still valid data, so the model may train on them or refuse them cleanly.
 TOLERATED = ("half", "int", "bool")
 
-#: (model, corruption) cases that fail today: pplgen bugs, reported, not fixed here.
-KNOWN_BUGS = {
-    **{
-        (name, dtype): "the program fails inside torch on data of another dtype (ModelError relaying a torch "
-        "error) where it should convert the values or refuse them with a DataError naming the dtype"
-        for name, dtypes in {
-            "dmm": ("half", "int", "bool"),
-            "worldmodel": ("half",),
-            "draw": ("half",),
-            "vqvae": ("half", "int", "bool"),
-            **{gan: ("half", "int", "bool") for gan in ("gan", "wgan", "cgan", "ali")},
-        }.items()
-        for dtype in dtypes
-    },
-}
-
 
 def _dataset(kind: str) -> Dataset:
     generator = torch.Generator().manual_seed(0)
@@ -458,8 +442,6 @@ def _bad_data_cases(slow: bool = False) -> list:
             if not _applies(name, corruption):
                 continue
             marks = [pytest.mark.slow] if slow else []
-            if (name, corruption) in KNOWN_BUGS:
-                marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[name, corruption]))
             cases.append(pytest.param(name, corruption, marks=marks, id=f"{name}-{corruption}"))
     return cases
 

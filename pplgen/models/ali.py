@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import pyro_method
 
-from pplgen.errors import DataError
 from pplgen.infer.gan_objectives import AdversarialSettings
 from pplgen.models.gan import GAN
 from pplgen.nn.mlp import MLP
@@ -65,8 +64,7 @@ class ALI(GAN):
 
     @pyro_method
     def guide(self, x: torch.Tensor) -> None:
-        if x.dim() < 2 or x[0].numel() != self.dim:
-            raise DataError(f"ALI expects data of shape (N, {self.dim}), got shape {tuple(x.shape)}")
+        x = self.data(x)  # (N, D): ALI models its points flat
         with pyro.plate("data", x.shape[0]):
-            loc, scale = self.encode(x.reshape(x.shape[0], -1))
+            loc, scale = self.encode(x)
             pyro.sample("z", dist.Normal(loc, scale).to_event(1))

@@ -223,14 +223,15 @@ class DMM(PyroModule):
         return cls(**{"steps": steps, "x_dim": dim // steps, "likelihood": likelihood, **config})
 
     def sequences(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` of shape ``(N, T * x_dim)`` or ``(N, T, x_dim)`` as sequences ``(N, T, x_dim)``."""
+        """``x`` of shape ``(N, T * x_dim)`` or ``(N, T, x_dim)`` as sequences ``(N, T, x_dim)`` in the
+        model's dtype."""
         shape = (self.steps, self.x_dim)
         if x.dim() < 2 or tuple(x.shape[1:]) not in (shape, (self.steps * self.x_dim,)):
             raise DataError(
                 f"DMM: expected sequences of shape (N, {self.steps * self.x_dim}) or (N, {self.steps}, "
                 f"{self.x_dim}) ({self.steps} steps of {self.x_dim} dimensions), got shape {tuple(x.shape)}"
             )
-        return x.reshape(x.shape[0], *shape)
+        return x.reshape(x.shape[0], *shape).to(self.z_init.dtype)
 
     def as_data(self, samples: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         """Flat data rows ``(n, T * x_dim)`` from draws: the ``(n, T, x_dim)`` chain that

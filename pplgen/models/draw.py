@@ -96,15 +96,17 @@ class DRAW(PyroModule):
         return cls(**{"image_shape": shape, **small, **config})
 
     def _images(self, x: torch.Tensor) -> torch.Tensor:
-        """The data as images ``(N, H, W)``, or a DataError naming the expected shape, dtype or support."""
+        """The data as images ``(N, H, W)`` in the model's dtype, or a DataError naming the expected shape,
+        dtype or support."""
         images = check_images(x, self.image_shape, 2, "DRAW")
         if not x.is_floating_point():  # the canvas's Bernoulli likelihood scores floats
             raise DataError(f"DRAW: expected binary images as floats 0.0/1.0, got dtype {x.dtype}")
-        return images
+        return images.to(next(self.parameters()).dtype)
 
     @pyro_method
     def model(self, x: torch.Tensor) -> None:
-        batch = self._images(x).shape[0]
+        x = self._images(x)
+        batch = x.shape[0]
         state = self.net.start(batch)
         prior = dist.Normal(x.new_zeros(self.net.z_dim), x.new_ones(self.net.z_dim)).to_event(1)
         with pyro.plate("data", batch):

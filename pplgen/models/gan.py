@@ -126,12 +126,12 @@ class GAN(PyroModule):
         return torch.sigmoid(fake) if self.output == "sigmoid" else fake
 
     def data(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` as ``(N, *event_shape)``, flat rows or images alike."""
+        """``x`` as ``(N, *event_shape)`` in the generator's dtype, flat rows or images alike."""
         if x.dim() < 1 or math.prod(x.shape[1:]) != self.dim:
             image = "" if self.image_shape is None else f" or (N, {', '.join(map(str, self.image_shape))})"
             name, got = type(self).__name__, tuple(x.shape)
             raise DataError(f"{name} expects data of shape (N, {self.dim}){image}, got shape {got}")
-        return x.reshape(len(x), *self.event_shape)
+        return x.reshape(len(x), *self.event_shape).to(next(self.parameters()).dtype)
 
     def noise(self, x: torch.Tensor) -> torch.Tensor:
         return pyro.sample("z", dist.Normal(x.new_zeros(self.z_dim), x.new_ones(self.z_dim)).to_event(1))

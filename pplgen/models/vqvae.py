@@ -262,7 +262,8 @@ class VQVAE(PyroModule):
 
     # -- the pieces ---------------------------------------------------------------------------------
     def _check(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` as ``(N, H * W)``, or a DataError naming the expected shape and support."""
+        """``x`` as ``(N, H * W)`` (binary pixels in the model's dtype), or a DataError naming the expected
+        shape and support."""
         x = image_batch(x, self.image_shape, "VQVAE").flatten(1)
         outside = pixels_outside(x, self.num_levels)
         if bool(outside.any()):  # the shared check, in the wording tests/test_vqvae.py matches
@@ -272,7 +273,7 @@ class VQVAE(PyroModule):
                 f"VQVAE: expected {expected}, got {int(outside.sum())} values outside, "
                 f"e.g. {float(x[outside][0]):g}"
             )
-        return x
+        return x.to(self.decoder[-1].weight.dtype) if self.num_levels == 2 else x
 
     def quantize(self, x: torch.Tensor) -> Quantized:
         """Encode and quantise images: every field of the result on the ``(N, h, w)`` code grid."""

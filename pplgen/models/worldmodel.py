@@ -173,10 +173,11 @@ class WorldModel(PyroModule):
             )
         return cls.from_data(dataset.x, dataset.y, **config)
 
-    def _check(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Check the trajectories and return the standardised actions."""
+    def _check(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check the trajectories; return them in the model's dtype, the actions standardised."""
         check_trajectories(obs, actions, self.obs_dim, self.act_dim, who="WorldModel")
-        return (actions - self.act_loc) / self.act_scale
+        dtype = self.obs_loc.dtype
+        return obs.to(dtype), (actions.to(dtype) - self.act_loc) / self.act_scale
 
     def emission(self, z: torch.Tensor) -> dist.Distribution:
         r""":math:`p(o_t \mid z_t)` over one observation vector, in the data's units."""
@@ -185,7 +186,7 @@ class WorldModel(PyroModule):
 
     @pyro_method
     def model(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
-        a = self._check(obs, actions)  # (N, T, act_dim)
+        obs, a = self._check(obs, actions)  # a: (N, T, act_dim)
         N = obs.shape[0]
         with pyro.plate("data", N):
             z = pyro.sample("z_0", dist.Normal(obs.new_zeros(N, self.z_dim), 1.0).to_event(1))
@@ -197,7 +198,7 @@ class WorldModel(PyroModule):
 
     @pyro_method
     def guide(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
-        a = self._check(obs, actions)
+        obs, a = self._check(obs, actions)
         N, steps = obs.shape[:2]
         a_next = torch.cat([a, a.new_zeros(N, 1, self.act_dim)], dim=1)  # (N, T + 1, act_dim): a_T = 0
         o = (obs - self.obs_loc) / self.obs_scale
