@@ -1,6 +1,6 @@
 """Faults during training: a run killed with SIGKILL at a random moment and resumed ends exactly where an
-uninterrupted run ends; a non-finite step is skipped and counted, and persistent ones stop the run naming
-the site."""
+uninterrupted run ends; a kill during a checkpoint write leaves the previous one readable; a non-finite step
+is skipped and counted, and persistent ones stop the run naming the site."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch
 
 import pplgen
 from pplgen.errors import CheckpointError, ModelError
-from pplgen.infer.checkpoint import load_checkpoint
+from pplgen.infer.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT = ["fit", "fvsbn", "--data", "digits", "--epochs", "30", "--batch-size", "8", "--seed", "3"]
@@ -63,6 +63,52 @@ def test_sigkill_at_a_random_moment_then_resume_gives_the_uninterrupted_paramete
     assert resumed.keys() == expected.keys()
     for name, value in expected.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+
+
+#: A writer that saves a small checkpoint, says so, then rewrites the same path with 32 MB ones forever,
+#: each holding its own step number throughout.
+_WRITER = """
+import sys, torch
+from pplgen.infer.checkpoint import save_checkpoint
+save_checkpoint(sys.argv[1], {"step": 0, "w": torch.zeros(1)})
+print("ready", flush=True)
+step = 0
+while True:
+    step += 1
+    save_checkpoint(sys.argv[1], {"step": step, "w": torch.full((2**23,), float(step))})
+"""
+
+
+def _kill_while_writing(path: Path, delay: float) -> bool:
+    """Start the writer and SIGKILL it ``delay`` seconds after its first checkpoint, when it spends nearly
+    all its time writing; whether the kill cut a write short (its temporary file is left, unreadable)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], env=env, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(delay)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    try:
+        load_checkpoint(path.with_name(f".{path.name}.tmp"))
+    except CheckpointError as err:  # missing (the kill fell between writes), or cut short
+        return "no checkpoint" not in str(err)
+    return False  # whole: the kill fell between the write and the rename
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_readable(tmp_path):
+    path, delays = tmp_path / "checkpoint.pt", random.Random(1)
+    cut_short = 0
+    for _ in range(6):
+        cut_short += _kill_while_writing(path, delays.uniform(0.05, 0.4))
+        state = load_checkpoint(path)
+        # a whole checkpoint, not a mix of two: every value holds the step it was written at
+        assert (state["w"] == float(state["step"])).all()
+    assert cut_short > 0, "no kill landed inside a write"
+    save_checkpoint(path, {"step": -1})  # the next write reuses the partial file's name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+    assert load_checkpoint(path)["step"] == -1
 
 
 def _program(nan_when):

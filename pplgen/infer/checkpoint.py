@@ -6,7 +6,6 @@ import errno
 import importlib.metadata
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -56,22 +55,23 @@ def versions() -> dict[str, str]:
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically.
 
-    The file is written beside its destination and renamed over it, so a crash mid-write leaves the
-    previous checkpoint intact; so does a failed write (a full disk), which raises
+    The file is written beside its destination, as ``.NAME.tmp``, and renamed over it, so a crash
+    mid-write leaves the previous checkpoint intact (and the next write reuses the partial file's name,
+    so killed writes leave at most one behind); so does a failed write (a full disk), which raises
     :class:`~pplgen.errors.CheckpointError`. The versions of pplgen, Pyro and torch are recorded with it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "versions": versions(), **state}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             full = " (the disk is full)" if exc.errno == errno.ENOSPC else ""
             kept = "the previous checkpoint is kept" if path.exists() else "no earlier checkpoint exists"
