@@ -3,6 +3,7 @@
 import errno
 import os
 import pickle
+import random
 
 import pyro
 import pyro.distributions as dist
@@ -20,6 +21,7 @@ from pplgen.errors import (
     PplgenError,
     UnknownNameError,
 )
+from pplgen.infer import checkpoint
 from pplgen.infer.checkpoint import VersionWarning, load_checkpoint, save_checkpoint
 from pplgen.models import VAE, build
 
@@ -173,6 +175,36 @@ def test_corrupted_checkpoint(saved):
         pplgen.FitResult.load(saved, VAE(4, z_dim=2, hidden=8).model)
 
 
+def test_a_flipped_byte_in_a_parameter_is_refused(tmp_path):
+    """torch.load reads a tensor whose bytes were changed without a word; the digest refuses it."""
+    weights = torch.arange(1.0, 65.0)
+    path = save_checkpoint(tmp_path / "checkpoint.pt", {"params": {"w": weights}})
+    blob = bytearray(path.read_bytes())
+    at = bytes(blob).index(weights.numpy().tobytes()) + 4 * 10 + 2  # inside w[10]
+    blob[at] ^= 0x01
+    path.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="corrupted or was altered.*digest"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_with_random_flipped_bits_is_refused_or_unchanged(saved):
+    """Wherever a bit flips, the file is refused with a CheckpointError, or (a flip in the zip's own
+    bookkeeping) loads with every value as written."""
+    blob, original = saved.read_bytes(), checkpoint.digest(load_checkpoint(saved))
+    flips, refused = random.Random(0), 0
+    for _ in range(150):
+        spoiled = bytearray(blob)
+        spoiled[flips.randrange(len(blob))] ^= 1 << flips.randrange(8)
+        saved.write_bytes(bytes(spoiled))
+        try:
+            state = load_checkpoint(saved)
+        except CheckpointError:
+            refused += 1
+        else:
+            assert checkpoint.digest(state) == original
+    assert refused >= 50, refused  # the rest fell in bytes torch.load never reads
+
+
 def test_checkpoint_for_another_program(saved):
     other = VAE(4, z_dim=3, hidden=8)
     with pytest.raises(CheckpointError, match="shape"):
@@ -196,10 +228,12 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     assert not os.path.exists("/tmp/pplgen-pwned")
 
 
-def test_checkpoint_from_other_versions_is_reported(saved):
-    state = torch.load(saved, weights_only=True)
-    state["versions"] = {**state["versions"], "torch": "1.0.0"}
-    torch.save(state, saved)
+def test_checkpoint_from_other_versions_is_reported(saved, monkeypatch):
+    state = load_checkpoint(saved)
+    written = {**state.pop("versions"), "torch": "1.0.0"}
+    monkeypatch.setattr(checkpoint, "versions", lambda: written)
+    save_checkpoint(saved, {k: v for k, v in state.items() if k not in ("format", "version")})
+    monkeypatch.undo()
     vae = VAE(4, z_dim=2, hidden=8)
     with pytest.warns(VersionWarning, match=r"torch 1\.0\.0 \(now .*\): results may differ"):
         pplgen.FitResult.load(saved, vae.model, vae.guide)

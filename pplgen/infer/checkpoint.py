@@ -1,8 +1,10 @@
-"""Checkpoints: tensors and plain data only, written atomically, loaded without running code."""
+"""Checkpoints: tensors and plain data only, written atomically, sealed with a digest, loaded without running
+code."""
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import importlib.metadata
 import os
 import pickle
@@ -15,7 +17,8 @@ import torch
 
 from pplgen.errors import CheckpointError
 
-# what torch.load raises for a truncated, corrupted or foreign file (IndexError: a truncated zip record)
+# what torch.load raises for a truncated, corrupted or foreign file (IndexError: a truncated zip record;
+# KeyError and TypeError: a flipped byte in the pickled structure, found by flipping bytes at random)
 UNREADABLE = (
     RuntimeError,
     pickle.UnpicklingError,
@@ -24,12 +27,16 @@ UNREADABLE = (
     ValueError,
     OSError,
     IndexError,
+    KeyError,
+    TypeError,
 )
 
-__all__ = ["VersionWarning", "load_checkpoint", "save_checkpoint", "versions"]
+__all__ = ["VersionWarning", "digest", "load_checkpoint", "save_checkpoint", "versions"]
 
 FORMAT = "pplgen-checkpoint"
-VERSION = 1
+#: 2 adds the digest; version 1 files (written before it) are still read, with nothing to check them by.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class VersionWarning(UserWarning):
@@ -52,17 +59,56 @@ def versions() -> dict[str, str]:
     return found
 
 
+def digest(state: Any) -> str:
+    """A SHA-256 over everything a checkpoint holds: its structure, keys, numbers and strings, and every
+    tensor's dtype, shape and bytes.
+
+    ``torch.load`` does not check the CRCs of the zip records it reads, so a flipped byte inside a tensor
+    loads silently as another value; the digest written with the checkpoint catches it.
+
+    Example:
+        >>> digest({"w": torch.zeros(2)}) == digest({"w": torch.zeros(2)})
+        True
+        >>> digest({"w": torch.zeros(2)}) == digest({"w": torch.tensor([0.0, 1e-30])})
+        False
+    """
+    sha = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            sha.update(f"tensor {value.dtype} {tuple(value.shape)};".encode())
+            if flat.numel():
+                sha.update(flat.view(torch.uint8).numpy())
+        elif isinstance(value, dict):
+            sha.update(f"dict {len(value)};".encode())
+            for key, item in value.items():
+                feed(key)
+                feed(item)
+        elif isinstance(value, (list, tuple)):
+            sha.update(f"{type(value).__name__} {len(value)};".encode())
+            for item in value:
+                feed(item)
+        else:  # numbers, strings, None and the few other types weights_only reads: repr is exact
+            sha.update(f"{type(value).__name__} {value!r};".encode())
+
+    feed(state)
+    return sha.hexdigest()
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically.
 
     The file is written beside its destination, as ``.NAME.tmp``, and renamed over it, so a crash
     mid-write leaves the previous checkpoint intact (and the next write reuses the partial file's name,
     so killed writes leave at most one behind); so does a failed write (a full disk), which raises
-    :class:`~pplgen.errors.CheckpointError`. The versions of pplgen, Pyro and torch are recorded with it.
+    :class:`~pplgen.errors.CheckpointError`. The versions of pplgen, Pyro and torch are recorded with it,
+    and its :func:`digest`, which :func:`load_checkpoint` checks.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "versions": versions(), **state}
+    payload["digest"] = digest(payload)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -81,7 +127,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``: a file that would run code is refused."""
+    """Read a checkpoint with ``torch.load(weights_only=True)``: a file that would run code is refused, and
+    so is one whose contents do not match the :func:`digest` written with them."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
@@ -94,9 +141,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pplgen checkpoint")
-    if payload.get("version") != VERSION:
+    if payload.get("version") not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
         raise CheckpointError(
-            f"checkpoint {path} has format version {payload.get('version')}, this pplgen reads {VERSION}"
+            f"checkpoint {path} has format version {payload.get('version')}, this pplgen reads {readable}"
+        )
+    if payload["version"] >= 2 and payload.pop("digest", None) != digest(payload):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted or was altered: its contents do not match the SHA-256 digest "
+            "written with them"
         )
     written, now = payload.get("versions", {}), versions()
     differ = [
