@@ -23,7 +23,8 @@ Campaigns (``--campaigns``), each recording what it injected and what it survive
   injections in the same process: a run survives if its parameters end finite.
 - ``tamper``: a fitted VAE's checkpoint with a random bit flipped, truncated at a random length, or
   replaced by a pickle crafted to run code. Survived: refused with ``CheckpointError``, or loaded with
-  every value as written (the flip fell in bytes ``torch.load`` never reads), and no code ran.
+  every value as written (the flip fell in bytes ``torch.load`` never reads), and no code ran. The peer
+  figure is ``torch.load(weights_only=True)`` alone on the same files, in the same process.
 - ``fuzz``: ``tests/test_fuzz.py`` run whole under pytest, its slow cases too: random Pyro programs
   inspected and fitted, bad arguments to them, and bad data for every zoo model. Recorded: the examples
   tried of each kind (``tests.test_fuzz.fuzz_counts``) and the fuzz tests that failed.
@@ -58,14 +59,14 @@ sys.path.insert(0, str(ROOT))  # the fuzz tests and the checkpoint writer live i
 CAMPAIGNS = ("kill", "write", "disk", "nan", "tamper", "fuzz")
 #: The zoo models the kill campaign trains, with epochs enough for two kills between checkpoints.
 KILL_EPOCHS = {"fvsbn": 30, "vae": 12, "gan": 8}
-NO_PEER = {"value": None, "source": "no peer figure: no other library resumes or refuses these"}
+NO_PEER = {"value": None, "source": "no peer figure measured for this fault"}
 
 
 def _record(args, model: str, metric: str, value, settings: dict, wall_s: float, reference=NO_PEER) -> None:
     if args.record:
         record("faults", model, "digits", "train", metric, value, reference, wall_s, settings)
     else:
-        print(model, metric, value, settings)
+        print(model, metric, value, "peer:", reference["value"], settings)
 
 
 def _final_params(run: Path) -> dict[str, torch.Tensor]:
@@ -344,18 +345,31 @@ def tamper_campaign(args, rng: random.Random, scratch: Path) -> None:
     result = pplgen.fit(vae.model, dataset.x, vae.guide, epochs=1, seed=0, progress=False)
     path = result.save(scratch / "vae.pt")
     blob, original = path.read_bytes(), checkpoint.digest(load_checkpoint(path))
+    original_raw = checkpoint.digest(torch.load(path, weights_only=True))  # the peer reads the digest too
     spoiled_path, marker = scratch / "spoiled.pt", scratch / "code-ran"
-    outcomes = {"bit_flip": [0, 0], "truncated": [0, 0], "runs_code": [0, 0]}  # [injected, survived]
+    # [injected, survived by pplgen, survived by torch.load(weights_only=True) alone]
+    outcomes = {"bit_flip": [0, 0, 0], "truncated": [0, 0, 0], "runs_code": [0, 0, 0]}
+    endings: dict[str, Counter] = {kind: Counter() for kind in outcomes}
 
     def attempt(kind: str, content: bytes) -> None:
         spoiled_path.write_bytes(content)
         outcomes[kind][0] += 1
         try:
+            raw = torch.load(spoiled_path, weights_only=True)
+        except Exception:  # refused, in one of the many ways torch.load refuses
+            outcomes[kind][2] += not marker.exists()
+        else:
+            outcomes[kind][2] += checkpoint.digest(raw) == original_raw
+        marker.unlink(missing_ok=True)
+        try:
             state = load_checkpoint(spoiled_path)
         except CheckpointError:
-            outcomes[kind][1] += not marker.exists()
+            ending = "refused" if not marker.exists() else "refused after running code"
         else:
-            outcomes[kind][1] += kind == "bit_flip" and checkpoint.digest(state) == original
+            unchanged = checkpoint.digest(state) == original
+            ending = "loaded unchanged" if unchanged else "loaded with other values"
+        endings[kind][ending] += 1
+        outcomes[kind][1] += ending == "refused" or (kind == "bit_flip" and ending == "loaded unchanged")
         marker.unlink(missing_ok=True)
 
     for _ in range(args.flips):
@@ -369,14 +383,20 @@ def tamper_campaign(args, rng: random.Random, scratch: Path) -> None:
         torch.save({"format": "pplgen-checkpoint", "version": 2, "trainer": payload}, crafted)
         attempt("runs_code", crafted.read_bytes())
     wall = time.perf_counter() - began
-    for kind, (injected, survived) in outcomes.items():
+    for kind, (injected, survived, peer_survived) in outcomes.items():
         settings = {
             "fault": f"a checkpoint {kind.replace('_', ' ')}", "checkpoint_bytes": len(blob),
+            "endings": dict(endings[kind]),
             "survived_means": "refused with CheckpointError and no code ran, or (a flipped bit) loaded with "
             "every value as written",
         }  # fmt: skip
         _record(args, f"checkpoint_{kind}", "faults_injected", injected, settings, wall)
-        _record(args, f"checkpoint_{kind}", "faults_survived", survived, settings, wall)
+        peer = {
+            "value": peer_survived,
+            "source": f"torch.load(weights_only=True) alone (torch {torch.__version__}), the same files, "
+            "measured in this run",
+        }
+        _record(args, f"checkpoint_{kind}", "faults_survived", survived, settings, wall, reference=peer)
 
 
 # --- fuzz: the fuzz tests, counted -------------------------------------------------------------------
