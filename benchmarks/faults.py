@@ -62,9 +62,11 @@ KILL_EPOCHS = {"fvsbn": 30, "vae": 12, "gan": 8}
 NO_PEER = {"value": None, "source": "no peer figure measured for this fault"}
 
 
-def _record(args, model: str, metric: str, value, settings: dict, wall_s: float, reference=NO_PEER) -> None:
+def _record(
+    args, model: str, metric: str, value, settings: dict, wall_s: float, reference=NO_PEER, dataset="digits"
+) -> None:
     if args.record:
-        record("faults", model, "digits", "train", metric, value, reference, wall_s, settings)
+        record("faults", model, dataset, "train", metric, value, reference, wall_s, settings)
     else:
         print(model, metric, value, "peer:", reference["value"], settings)
 
@@ -440,10 +442,12 @@ def fuzz_campaign(args, rng: random.Random, scratch: Path) -> None:
     }  # fmt: skip
     tried = counts["bad_data"] + counts["inspect_bad_args"]
     survived = sum(outcomes_of["bad_data_outcome"].values()) + sum(outcomes_of["inspect_bad_args"].values())
-    _record(args, "random_programs", "programs_fuzzed", counts["inspect"] + counts["fit"], settings, wall)
-    _record(args, "bad_inputs", "faults_injected", tried, settings, wall)
-    _record(args, "bad_inputs", "faults_survived", survived, settings, wall)
-    _record(args, "fuzz_tests", "tests_failed", outcomes.failed, settings, wall)
+    fuzzed = "fuzzed (the zoo's tiny data sets, random programs' own)"
+    programs = counts["inspect"] + counts["fit"]
+    _record(args, "random_programs", "programs_fuzzed", programs, settings, wall, dataset=fuzzed)
+    _record(args, "bad_inputs", "faults_injected", tried, settings, wall, dataset=fuzzed)
+    _record(args, "bad_inputs", "faults_survived", survived, settings, wall, dataset=fuzzed)
+    _record(args, "fuzz_tests", "tests_failed", outcomes.failed, settings, wall, dataset=fuzzed)
 
 
 def main() -> None:
