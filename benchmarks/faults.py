@@ -4,7 +4,9 @@ how many were survived with nothing lost.
     python benchmarks/faults.py                                  # every campaign, ~8 minutes on 2 cores
     python benchmarks/faults.py --campaigns kill nan --runs 1 --no-record
 
-Campaigns (``--campaigns``), each recording what it injected and what it survived:
+Campaigns (``--campaigns``), each recording what it injected and what it survived, as the metrics
+``FAULT_injected`` and ``FAULT_survived`` (``sigkill``, ``sigkill_mid_write``, ``full_disk``,
+``nan_gradient``, ``bit_flip``, ``truncation``, ``code_pickle``, ``bad_input``):
 
 - ``kill``: ``pplgen fit MODEL --data digits --out RUN`` is killed with SIGKILL ``--kills-per-run`` times,
   each at a random moment (uniform over ``--kill-window`` seconds once a checkpoint newer than the last
@@ -62,13 +64,20 @@ KILL_EPOCHS = {"fvsbn": 30, "vae": 12, "gan": 8}
 NO_PEER = {"value": None, "source": "no peer figure measured for this fault"}
 
 
-def _record(
-    args, model: str, metric: str, value, settings: dict, wall_s: float, reference=NO_PEER, dataset="digits"
-) -> None:
+def _record(args, model: str, metric: str, value, settings: dict, wall_s: float, **options) -> None:
+    """One figure: ``reference`` (NO_PEER by default) and ``dataset`` ("digits") may be given."""
+    reference, dataset = options.get("reference", NO_PEER), options.get("dataset", "digits")
     if args.record:
         record("faults", model, dataset, "train", metric, value, reference, wall_s, settings)
     else:
         print(model, metric, value, "peer:", reference["value"], settings)
+
+
+def _record_pair(args, model: str, fault: str, injected: int, survived: int, settings, wall_s, **options):
+    """``FAULT_injected`` and ``FAULT_survived``; a peer figure goes beside the survivors only."""
+    reference = options.pop("reference", NO_PEER)
+    _record(args, model, f"{fault}_injected", injected, settings, wall_s, **options)
+    _record(args, model, f"{fault}_survived", survived, settings, wall_s, reference=reference, **options)
 
 
 def _final_params(run: Path) -> dict[str, torch.Tensor]:
@@ -139,8 +148,7 @@ def kill_campaign(args, rng: random.Random, scratch: Path) -> None:
             "survived_means": "the run ended with exactly the parameters of an uninterrupted run",
         }  # fmt: skip
         wall = time.perf_counter() - began
-        _record(args, name, "faults_injected", injected, settings, wall)
-        _record(args, name, "faults_survived", survived, settings, wall)
+        _record_pair(args, name, "sigkill", injected, survived, settings, wall)
 
 
 # --- write: kills during checkpoint writes -----------------------------------------------------------
@@ -165,8 +173,7 @@ def write_campaign(args, rng: random.Random, scratch: Path) -> None:
         "survived_means": "the previous checkpoint loaded whole",
     }  # fmt: skip
     wall = time.perf_counter() - began
-    _record(args, "checkpoint", "faults_injected", injected, settings, wall)
-    _record(args, "checkpoint", "faults_survived", survived, settings, wall)
+    _record_pair(args, "checkpoint", "sigkill_mid_write", injected, survived, settings, wall)
 
 
 # --- disk: ENOSPC in a checkpoint write, then resume -------------------------------------------------
@@ -223,8 +230,7 @@ def disk_campaign(args, rng: random.Random, scratch: Path) -> None:
             "resumed run ended with exactly the uninterrupted run's parameters",
         }  # fmt: skip
         wall = time.perf_counter() - began
-        _record(args, name, "faults_injected", injected, settings, wall)
-        _record(args, name, "faults_survived", survived, settings, wall)
+        _record_pair(args, name, "full_disk", injected, survived, settings, wall)
 
 
 # --- nan: NaN gradients on random steps, pplgen beside Pyro's SVI ------------------------------------
@@ -310,11 +316,19 @@ def nan_campaign(args, rng: random.Random, scratch: Path) -> None:
         "with finite parameters, same program and injections, measured in this run",
     }
     wall = time.perf_counter() - began
-    _record(args, "vae", "faults_injected", poisoned, settings, wall)
-    _record(args, "vae", "faults_survived", survived, settings, wall, reference=peer)
+    _record_pair(args, "vae", "nan_gradient", poisoned, survived, settings, wall, reference=peer)
 
 
 # --- tamper: flipped bits, truncations, pickles that run code ----------------------------------------
+
+
+#: The tamper campaign's faults.
+FAULTS = {
+    "bit_flip": "one random bit of the checkpoint flipped",
+    "truncation": "the checkpoint cut at a random length",
+    "code_pickle": "a checkpoint whose unpickling would run code (os.system, subprocess, eval, exec, "
+    "Path.touch)",
+}
 
 
 class _RunsCode:
@@ -350,7 +364,7 @@ def tamper_campaign(args, rng: random.Random, scratch: Path) -> None:
     original_raw = checkpoint.digest(torch.load(path, weights_only=True))  # the peer reads the digest too
     spoiled_path, marker = scratch / "spoiled.pt", scratch / "code-ran"
     # [injected, survived by pplgen, survived by torch.load(weights_only=True) alone]
-    outcomes = {"bit_flip": [0, 0, 0], "truncated": [0, 0, 0], "runs_code": [0, 0, 0]}
+    outcomes = {"bit_flip": [0, 0, 0], "truncation": [0, 0, 0], "code_pickle": [0, 0, 0]}
     endings: dict[str, Counter] = {kind: Counter() for kind in outcomes}
 
     def attempt(kind: str, content: bytes) -> None:
@@ -379,26 +393,25 @@ def tamper_campaign(args, rng: random.Random, scratch: Path) -> None:
         spoiled[rng.randrange(len(blob))] ^= 1 << rng.randrange(8)
         attempt("bit_flip", bytes(spoiled))
     for _ in range(args.truncations):
-        attempt("truncated", blob[: rng.randrange(len(blob))])
+        attempt("truncation", blob[: rng.randrange(len(blob))])
     for payload in _crafted(marker):
         crafted = scratch / "crafted.pt"
         torch.save({"format": "pplgen-checkpoint", "version": 2, "trainer": payload}, crafted)
-        attempt("runs_code", crafted.read_bytes())
+        attempt("code_pickle", crafted.read_bytes())
     wall = time.perf_counter() - began
     for kind, (injected, survived, peer_survived) in outcomes.items():
         settings = {
-            "fault": f"a checkpoint {kind.replace('_', ' ')}", "checkpoint_bytes": len(blob),
+            "fault": FAULTS[kind], "checkpoint_bytes": len(blob),
             "endings": dict(endings[kind]),
             "survived_means": "refused with CheckpointError and no code ran, or (a flipped bit) loaded with "
             "every value as written",
         }  # fmt: skip
-        _record(args, f"checkpoint_{kind}", "faults_injected", injected, settings, wall)
         peer = {
             "value": peer_survived,
             "source": f"torch.load(weights_only=True) alone (torch {torch.__version__}), the same files, "
             "measured in this run",
         }
-        _record(args, f"checkpoint_{kind}", "faults_survived", survived, settings, wall, reference=peer)
+        _record_pair(args, "checkpoint", kind, injected, survived, settings, wall, reference=peer)
 
 
 # --- fuzz: the fuzz tests, counted -------------------------------------------------------------------
@@ -445,8 +458,7 @@ def fuzz_campaign(args, rng: random.Random, scratch: Path) -> None:
     fuzzed = "fuzzed (the zoo's tiny data sets, random programs' own)"
     programs = counts["inspect"] + counts["fit"]
     _record(args, "random_programs", "programs_fuzzed", programs, settings, wall, dataset=fuzzed)
-    _record(args, "bad_inputs", "faults_injected", tried, settings, wall, dataset=fuzzed)
-    _record(args, "bad_inputs", "faults_survived", survived, settings, wall, dataset=fuzzed)
+    _record_pair(args, "zoo_and_programs", "bad_input", tried, survived, settings, wall, dataset=fuzzed)
     _record(args, "fuzz_tests", "tests_failed", outcomes.failed, settings, wall, dataset=fuzzed)
 
 
