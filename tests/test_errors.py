@@ -4,6 +4,7 @@ import errno
 import os
 import pickle
 import random
+import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -22,7 +23,7 @@ from pplgen.errors import (
     UnknownNameError,
 )
 from pplgen.infer import checkpoint
-from pplgen.infer.checkpoint import VersionWarning, load_checkpoint, save_checkpoint
+from pplgen.infer.checkpoint import ResumeWarning, VersionWarning, load_checkpoint, save_checkpoint
 from pplgen.models import VAE, build
 
 
@@ -207,7 +208,14 @@ def test_checkpoint_with_random_flipped_bits_is_refused_or_unchanged(saved):
 
 def test_checkpoint_for_another_program(saved):
     other = VAE(4, z_dim=3, hidden=8)
-    with pytest.raises(CheckpointError, match="shape"):
+    with pytest.raises(CheckpointError, match=r"another program: program_config\.z_dim 2 \(now 3\)"):
+        pplgen.FitResult.load(saved, other.model, other.guide)
+
+
+def test_checkpoint_for_another_program_of_the_same_shapes(saved):
+    """Nothing but the configuration tells these apart: the parameters would load."""
+    other = VAE(4, z_dim=2, hidden=8, activation="tanh")
+    with pytest.raises(CheckpointError, match=r"program_config\.activation 'relu' \(now 'tanh'\)"):
         pplgen.FitResult.load(saved, other.model, other.guide)
 
 
@@ -226,6 +234,31 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="unsafe"):
         pplgen.FitResult.load(path, VAE(4, z_dim=2, hidden=8).model)
     assert not os.path.exists("/tmp/pplgen-pwned")
+
+
+def _fit_to(out, **options):
+    pyro.clear_param_store()
+    vae = VAE(4, **{"z_dim": 2, "hidden": 8, **options.pop("config", {})})
+    return pplgen.fit(vae.model, X, vae.guide, out=out, seed=0, progress=False, **options)
+
+
+def test_resuming_with_more_epochs_says_nothing(tmp_path):
+    _fit_to(tmp_path, epochs=1, batch_size=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(_fit_to(tmp_path, epochs=2, batch_size=8, resume=True).history) == 2
+
+
+def test_resuming_with_other_settings_is_reported(tmp_path):
+    _fit_to(tmp_path, epochs=1, batch_size=8)
+    with pytest.warns(ResumeWarning, match=r"batch_size 8 \(now 16\); lr 0\.001 \(now 0\.01\): the run will"):
+        _fit_to(tmp_path, epochs=2, batch_size=16, lr=0.01, resume=True)
+
+
+def test_resuming_another_model_is_refused(tmp_path):
+    _fit_to(tmp_path, epochs=1)
+    with pytest.raises(CheckpointError, match=r"another program: program_config\.activation 'relu'"):
+        _fit_to(tmp_path, epochs=2, resume=True, config={"activation": "tanh"})
 
 
 def test_checkpoint_from_other_versions_is_reported(saved, monkeypatch):

@@ -31,7 +31,16 @@ UNREADABLE = (
     TypeError,
 )
 
-__all__ = ["VersionWarning", "digest", "load_checkpoint", "save_checkpoint", "versions"]
+__all__ = [
+    "ResumeWarning",
+    "VersionWarning",
+    "compare_settings",
+    "digest",
+    "load_checkpoint",
+    "program_config",
+    "save_checkpoint",
+    "versions",
+]
 
 FORMAT = "pplgen-checkpoint"
 #: 2 adds the digest; version 1 files (written before it) are still read, with nothing to check them by.
@@ -41,6 +50,70 @@ READABLE_VERSIONS = (1, 2)
 
 class VersionWarning(UserWarning):
     """A checkpoint was written by other versions of pplgen, Pyro or torch than the ones loading it."""
+
+
+class ResumeWarning(UserWarning):
+    """A run resumes from a checkpoint written with other fit settings (batch size, learning rate, seed,
+    data, objective...): it will not end where an uninterrupted run would."""
+
+
+#: The settings that make a checkpoint another program's: loading it into this one is refused.
+PROGRAM_SETTINGS = ("family", "program_config")
+#: The fit settings a resumed run may change without a word: more epochs, another device.
+RESUMABLE_SETTINGS = ("epochs", "device")
+
+
+def program_config(program: Any) -> dict | None:
+    """The configuration of the module whose method ``program`` is (a zoo model's ``config``: the
+    plain-data arguments that rebuild it), or None for a plain function.
+
+    Example:
+        >>> from pplgen.models import VAE
+        >>> program_config(VAE(4, z_dim=2, hidden=8).model)["z_dim"]
+        2
+    """
+    config = getattr(getattr(program, "__self__", None), "config", None)
+    return dict(config) if isinstance(config, dict) else None
+
+
+def _difference(key: str, before: Any, after: Any) -> str:
+    """``key 1 (now 2)``; for dicts, each entry that differs (``program_config.z_dim 2 (now 3)``)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = [k for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
+        return "; ".join(f"{key}.{k} {before.get(k)!r} (now {after.get(k)!r})" for k in keys)
+    return f"{key} {before!r} (now {after!r})"
+
+
+def compare_settings(written: dict, now: dict, path: str | os.PathLike, resuming: bool = True) -> None:
+    """Compare the settings a checkpoint was written with (``pplgen.fit``'s, with the zoo model's
+    ``program_config``) to the ones loading it.
+
+    Raises:
+        CheckpointError: the family or the model's configuration differs: the checkpoint is another
+            program's.
+
+    Warns:
+        ResumeWarning: when ``resuming``, any other setting differs (except the epochs and the device).
+    """
+    differ = [
+        key for key in dict.fromkeys([*written, *now])
+        if key in written and key in now and written[key] != now[key]
+    ]  # fmt: skip
+    described = {key: _difference(key, written[key], now[key]) for key in differ}
+    program = [described[key] for key in PROGRAM_SETTINGS if key in described]
+    if program:
+        raise CheckpointError(
+            f"checkpoint {path} was written for another program: {'; '.join(program)}; build the model "
+            "with the configuration it was written with, or start a new run"
+        )
+    others = [text for key, text in described.items() if key not in RESUMABLE_SETTINGS]
+    if resuming and others:
+        warnings.warn(
+            f"resuming from checkpoint {path}, written with {'; '.join(others)}: the run will not end where "
+            "an uninterrupted one would",
+            ResumeWarning,
+            stacklevel=3,
+        )
 
 
 def versions() -> dict[str, str]:

@@ -18,6 +18,7 @@ from pplgen.graph import inspect
 from pplgen.guides import AmortisedGuide
 from pplgen.infer.adversarial import AdversarialTrainer, ALITrainer
 from pplgen.infer.avb import AVBTrainer, implicit_sites
+from pplgen.infer.checkpoint import program_config
 from pplgen.infer.checks import as_tensors, check_guide, check_observations
 from pplgen.infer.distributed import join
 from pplgen.infer.exact import ExactTrainer
@@ -309,6 +310,9 @@ def fit(
         "num_valid": 0 if valid_data is None else len(valid_data[0]),
         "program": program_name(model),
     }
+    config = program_config(model)
+    if config is not None:
+        settings["program_config"] = config
     if replicas is not None:
         settings["world_size"] = replicas.world_size  # batch_size is the global batch, shared by them
     if family == "implicit":

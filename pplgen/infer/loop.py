@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm  # the plain bar: tqdm.auto warns in a notebook without ipywidgets
 
 from pplgen.errors import data_scanned
-from pplgen.infer.checkpoint import load_checkpoint, save_checkpoint
+from pplgen.infer.checkpoint import compare_settings, load_checkpoint, save_checkpoint
 from pplgen.infer.trainer import Trainer, mean_metrics
 
 __all__ = ["LoopSettings", "train"]
@@ -94,6 +94,7 @@ def train(
     start = 0
     if settings.resume and checkpoint is not None and checkpoint.is_file():
         state = load_checkpoint(checkpoint, map_location=trainer.device)
+        compare_settings(state.get("meta", {}), settings.meta, checkpoint)
         trainer.load_state_dict(state["trainer"])
         history = list(state["history"])
         _set_rng_state(state["rng"], generator)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from pplgen.errors import CheckpointError
-from pplgen.infer.checkpoint import load_checkpoint, save_checkpoint
+from pplgen.infer.checkpoint import compare_settings, load_checkpoint, program_config, save_checkpoint
 from pplgen.infer.gan_objectives import AdversarialSettings
 from pplgen.infer.trainer import Trainer
 
@@ -108,6 +108,9 @@ class FitResult:
 
         device = resolve_device(device)
         state = load_checkpoint(path, map_location=device)
+        config = program_config(model)
+        if config is not None:  # a zoo model: it must be built as the one that was saved
+            compare_settings(state["settings"], {"program_config": config}, path, resuming=False)
         batch = template_batch(state["data_spec"], 2, device)
         auto = state["settings"].get("guide", {})
         if guide is None and auto.get("user_encoder"):
