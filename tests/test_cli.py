@@ -141,6 +141,16 @@ def test_corrupted_run_checkpoint(capsys, tmp_path):
     assert code == 2 and "corrupted, truncated or unsafe" in err and err.count("\n") == 1
 
 
+@pytest.mark.filterwarnings("always::pplgen.infer.checkpoint.ResumeWarning")
+def test_resuming_with_other_settings_warns_on_one_line(capsys, tmp_path):
+    fit = ("fit", "fvsbn", "--data", "digits", "--out", str(tmp_path / "run"))
+    run(capsys, *fit, "--epochs", "1", "--batch-size", "8")
+    code, out, err = run(capsys, *fit, "--epochs", "2", "--batch-size", "16", "--resume")
+    assert code == 0 and "2 epochs" in out
+    assert err.startswith("pplgen fit: warning: resuming from checkpoint") and err.count("\n") == 1
+    assert "batch_size 8 (now 16)" in err
+
+
 def test_console_script_exit_status():
     proc = subprocess.run(
         [sys.executable, "-m", "pplgen.cli", "fit", "nope", "--data", "digits"],

@@ -112,7 +112,7 @@ def compare_settings(written: dict, now: dict, path: str | os.PathLike, resuming
             f"resuming from checkpoint {path}, written with {'; '.join(others)}: the run will not end where "
             "an uninterrupted one would",
             ResumeWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of pplgen.fit (fit -> train -> here)
         )
 
 
