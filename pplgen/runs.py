@@ -32,6 +32,7 @@ from pplgen import data as datasets  # noqa: E402
 from pplgen import models, plot  # noqa: E402
 from pplgen.errors import DataError, DataFileError, ModelError, UnknownNameError  # noqa: E402
 from pplgen.evaluate import decode, encode, reconstruct, sample  # noqa: E402
+from pplgen.infer.checkpoint import write_failed  # noqa: E402
 from pplgen.infer.gan_objectives import AdversarialSettings  # noqa: E402
 from pplgen.infer.result import FitResult  # noqa: E402
 from pplgen.render import draw  # noqa: E402
@@ -302,9 +303,14 @@ class _Clips:
 
 
 def _write_text(path: Path, text: str) -> None:
+    """Write ``path`` atomically: a failed write (a full disk) is a CheckpointError; the old file is kept."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_failed(path, exc, "run file") from exc
 
 
 def program_label(spec: dict) -> str:

@@ -1,12 +1,14 @@
 """The pplgen command: each subcommand end to end, and errors as one line with exit status 2."""
 
 import contextlib
+import errno
 import io
 import json
 import subprocess
 import sys
 import textwrap
 import wave
+from pathlib import Path
 
 import matplotlib.image
 import pytest
@@ -149,6 +151,24 @@ def test_resuming_with_other_settings_warns_on_one_line(capsys, tmp_path):
     assert code == 0 and "2 epochs" in out
     assert err.startswith("pplgen fit: warning: resuming from checkpoint") and err.count("\n") == 1
     assert "batch_size 8 (now 16)" in err
+
+
+def test_a_full_disk_while_writing_the_run_is_one_line(capsys, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    fit = ("fit", "fvsbn", "--data", "digits", "--epochs", "1", "--out", str(run_dir))
+    run(capsys, *fit)
+    history = (run_dir / "history.json").read_text()
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    code, _, err = run(capsys, *fit)
+    assert code == 2 and err.count("\n") == 1
+    assert "(the disk is full)" in err and "the previous run file is kept" in err
+    monkeypatch.undo()
+    assert (run_dir / "history.json").read_text() == history
+    assert not list(run_dir.glob(".*.tmp"))
 
 
 def test_console_script_exit_status():

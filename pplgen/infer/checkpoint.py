@@ -40,6 +40,7 @@ __all__ = [
     "program_config",
     "save_checkpoint",
     "versions",
+    "write_failed",
 ]
 
 FORMAT = "pplgen-checkpoint"
@@ -192,11 +193,17 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            full = " (the disk is full)" if exc.errno == errno.ENOSPC else ""
-            kept = "the previous checkpoint is kept" if path.exists() else "no earlier checkpoint exists"
-            raise CheckpointError(f"could not write checkpoint {path}{full}: {exc}; {kept}") from exc
+            raise write_failed(path, exc, "checkpoint") from exc
         raise
     return path
+
+
+def write_failed(path: Path, exc: OSError, what: str) -> CheckpointError:
+    """The error for a failed write of ``path`` (a ``what``): whether the disk is full, and whether the
+    previous file is kept."""
+    full = " (the disk is full)" if exc.errno == errno.ENOSPC else ""
+    kept = f"the previous {what} is kept" if path.exists() else f"no earlier {what} exists"
+    return CheckpointError(f"could not write {what} {path}{full}: {exc}; {kept}")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
