@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from pplgen.errors import DataError, DataFileError, PplgenError
 from pplgen.evaluate.ais import AISSettings
 from pplgen.guides import POSTERIORS, AmortisedGuide
 from pplgen.infer.gan_objectives import ADVERSARIAL_LOSSES, AdversarialSettings
+from pplgen.infer.loop import CHECKPOINT
 from pplgen.infer.objectives import ELBO, GRADIENTS, IWAE, Objective
 from pplgen.models import ZOO
 
@@ -132,24 +134,33 @@ def _fit(args) -> int:
     guide = program.guide
     if args.guide == "auto" or args.posterior != "normal" or args.flows:
         guide = AmortisedGuide(program.model, posterior=args.posterior, flows=args.flows)
-    result = fit(
-        program.model,
-        dataset.tensors(program.takes_labels),
-        guide,
-        objective=_objective(args),
-        adversarial=_adversarial(args, program.adversarial),
-        d_lr=args.d_lr,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        device=args.device,
-        valid=valid.tensors(program.takes_labels),
-        patience=args.patience,
-        seed=args.seed,
-        out=run_dir,
-        resume=args.resume,
-        checkpoint_every=args.checkpoint_every,
-    )
+    started = time.time()
+    try:
+        result = fit(
+            program.model,
+            dataset.tensors(program.takes_labels),
+            guide,
+            objective=_objective(args),
+            adversarial=_adversarial(args, program.adversarial),
+            d_lr=args.d_lr,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            device=args.device,
+            valid=valid.tensors(program.takes_labels),
+            patience=args.patience,
+            seed=args.seed,
+            out=run_dir,
+            resume=args.resume,
+            checkpoint_every=args.checkpoint_every,
+        )
+    except KeyboardInterrupt:
+        checkpoint = run_dir / CHECKPOINT
+        if not checkpoint.is_file() or (checkpoint.stat().st_mtime < started and not args.resume):
+            raise  # no checkpoint of this run to continue from
+        resume = "run the same command with --resume to continue"
+        print(f"pplgen fit: interrupted; the last checkpoint is in {run_dir}: {resume}", file=sys.stderr)
+        return 130
     if dist.is_initialized():  # a data-parallel run: every rank holds the result, rank 0 writes it
         rank = dist.get_rank()
         dist.destroy_process_group()

@@ -1,6 +1,7 @@
 """Faults during training: a run killed with SIGKILL at a random moment and resumed ends exactly where an
-uninterrupted run ends; a kill during a checkpoint write leaves the previous one readable; a non-finite step
-is skipped and counted, and persistent ones stop the run naming the site."""
+uninterrupted run ends, and so does one stopped with Ctrl-C; a kill during a checkpoint write leaves the
+previous one readable; a non-finite step is skipped and counted, and persistent ones stop the run naming
+the site."""
 
 from __future__ import annotations
 
@@ -42,10 +43,22 @@ def _epochs_done(run: Path) -> int:
         return 0
 
 
-def test_sigkill_at_a_random_moment_then_resume_gives_the_uninterrupted_parameters(tmp_path):
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, torch.Tensor]:
+    """The final parameters of the run that :data:`FIT` makes without interruption."""
+    whole = tmp_path_factory.mktemp("whole")
     assert _pplgen(*FIT, "--out", str(whole), stdout=subprocess.DEVNULL).wait(timeout=300) == 0
+    return _params(whole)
 
+
+def _assert_same(resumed: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert resumed.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_sigkill_at_a_random_moment_then_resume_gives_the_uninterrupted_parameters(tmp_path, uninterrupted):
+    killed = tmp_path / "killed"
     proc = _pplgen(*FIT, "--out", str(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while _epochs_done(killed) < 2 and time.monotonic() < deadline and proc.poll() is None:
@@ -59,10 +72,21 @@ def test_sigkill_at_a_random_moment_then_resume_gives_the_uninterrupted_paramete
     assert 2 <= done < 30, done  # the last checkpoint survived the kill, and the run was cut short
 
     assert _pplgen(*FIT, "--out", str(killed), "--resume", stdout=subprocess.DEVNULL).wait(timeout=300) == 0
-    resumed, expected = _params(killed), _params(whole)
-    assert resumed.keys() == expected.keys()
-    for name, value in expected.items():
-        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+    _assert_same(_params(killed), uninterrupted)
+
+
+def test_ctrl_c_says_how_to_resume_and_resuming_gives_the_uninterrupted_parameters(tmp_path, uninterrupted):
+    run = tmp_path / "run"
+    proc = _pplgen(*FIT, "--out", str(run), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _epochs_done(run) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"pplgen fit: interrupted; the last checkpoint is in {run}: run the same command with" in err
+    assert _pplgen(*FIT, "--out", str(run), "--resume", stdout=subprocess.DEVNULL).wait(timeout=300) == 0
+    _assert_same(_params(run), uninterrupted)
 
 
 #: A writer that saves a small checkpoint, says so, then rewrites the same path with 32 MB ones forever,
