@@ -22,6 +22,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelError",
     "PplgenError",
+    "SettingsError",
     "UnknownNameError",
     "data_scanned",
     "program_errors",
@@ -131,6 +132,20 @@ class UnknownNameError(PplgenError, ValueError):
         ... except UnknownNameError as err:
         ...     print(err)
         unknown data set 'mnist'; known data sets: digits, ring8, ...
+    """
+
+
+class SettingsError(PplgenError, ValueError):
+    """A training setting outside its range: a count of epochs or points that is not a positive whole
+    number, a learning rate that is not positive, a fraction outside [0, 1).
+
+    Example:
+        >>> import pplgen, torch
+        >>> try:
+        ...     pplgen.fit(lambda x: None, torch.zeros(4, 2), epochs=0)
+        ... except SettingsError as err:
+        ...     print(err)
+        epochs should be a whole number, at least 1; got 0
     """
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from pyro.infer import ELBO as PyroELBO
 from torch import nn
 
-from pplgen.errors import GuideError, ModelError, UnknownNameError, program_name
+from pplgen.errors import GuideError, ModelError, SettingsError, UnknownNameError, program_name
 from pplgen.graph import inspect
 from pplgen.guides import AmortisedGuide
 from pplgen.infer.adversarial import AdversarialTrainer, ALITrainer
@@ -141,11 +142,23 @@ def make_trainer(
     return ExactTrainer(model, None, graph, device, lr=lr)
 
 
+def check_settings(counts: dict[str, int | None], rates: dict[str, float | None], valid_fraction: float):
+    """Refuse, with a :class:`SettingsError` naming the setting and its value, a count (epochs, points)
+    that is not a whole number of at least 1, a rate that is not a positive finite number, or a held-out
+    fraction outside [0, 1). None means unset."""
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise SettingsError(f"{name} should be a whole number, at least 1; got {value!r}")
+    for name, value in rates.items():
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise SettingsError(f"{name} should be a positive number; got {value!r}")
+    if not (isinstance(valid_fraction, (int, float)) and 0.0 <= valid_fraction < 1.0):
+        raise SettingsError(f"valid_fraction should lie in [0, 1); got {valid_fraction!r}")
+
+
 def _split(tensors, valid, valid_fraction: float, generator: torch.Generator):
     if valid is not None:
         return tensors, as_tensors(valid, name="valid")
-    if not 0.0 <= valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must lie in [0, 1), got {valid_fraction}")
     n = len(tensors[0])
     held = int(round(n * valid_fraction))
     if held == 0 or held == n:
@@ -259,8 +272,12 @@ def fit(
         >>> round(encoder.loc.weight.item(), 1), round(encoder.log_scale.exp().item() ** 2, 1)  # a, s^2
         (0.5, 0.5)
     """
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every should be at least 1 epoch, got {checkpoint_every}")
+    check_settings(
+        counts={"epochs": epochs, "batch_size": batch_size, "checkpoint_every": checkpoint_every,
+                "patience": patience},
+        rates={"lr": lr, "d_lr": d_lr},
+        valid_fraction=valid_fraction,
+    )  # fmt: skip
     device = resolve_device(device)
     replicas = join(device)  # None unless torchrun (or pplgen fit --nproc) started this process
     if replicas is not None:
