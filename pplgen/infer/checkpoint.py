@@ -96,11 +96,11 @@ def compare_settings(written: dict, now: dict, path: str | os.PathLike, resuming
     Warns:
         ResumeWarning: when ``resuming``, any other setting differs (except the epochs and the device).
     """
-    differ = [
-        key for key in dict.fromkeys([*written, *now])
-        if key in written and key in now and written[key] != now[key]
-    ]  # fmt: skip
-    described = {key: _difference(key, written[key], now[key]) for key in differ}
+    described = {
+        key: _difference(key, before, now[key])
+        for key, before in written.items()
+        if key in now and before != now[key]
+    }
     program = [described[key] for key in PROGRAM_SETTINGS if key in described]
     if program:
         raise CheckpointError(
