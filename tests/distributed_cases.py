@@ -80,7 +80,22 @@ def implicit() -> tuple[Callable, tuple, dict, list[nn.Module]]:
     return model, (_data(), context), {"discriminator": critic}, [generator, critic]
 
 
-CASES = {"exact": exact, "latent": latent, "implicit": implicit}
+def skipped() -> tuple[Callable, tuple, dict, list[nn.Module]]:
+    """The exact model with a factor that is NaN on batches holding a flagged point: one rank's share
+    goes non-finite, and every rank must skip that step, as one process skips it."""
+    model, (x,), _, networks = exact()
+    flag = torch.zeros(N)
+    flag[[30, 45]] = 1.0  # two training points, past the first batch (inspected); the first 8 validate
+
+    def flagged(x, flag):
+        model(x)
+        pyro.factor("fault", torch.where(flag.bool().any(), torch.nan, 0.0))
+
+    valid = (x[:8], flag[:8])
+    return flagged, (x[8:], flag[8:]), {"valid": valid}, networks
+
+
+CASES = {"exact": exact, "latent": latent, "implicit": implicit, "skipped": skipped}
 
 
 def train(name: str) -> tuple[dict[str, torch.Tensor], list[dict]]:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from pplgen.errors import SettingsError
+
 __all__ = ["Replicas", "join"]
 
 
@@ -32,7 +34,7 @@ def _world_size_from_environment() -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"WORLD_SIZE should be a whole number of processes, got {text!r}") from None
+        raise SettingsError(f"WORLD_SIZE should be a whole number of processes; got {text!r}") from None
 
 
 def join(device: torch.device) -> Replicas | None:
@@ -140,16 +142,11 @@ class Replicas:
             for tensor in tensors:
                 dist.broadcast(tensor.data, src=0)
 
-    def mean_metrics(self, rows: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
-        """The mean of each metric over every rank's points, ``rows`` being ``(points, metrics)`` per step."""
-        keys = list(rows[0][1]) if rows else []
-        totals = torch.tensor(
-            [sum(n for n, _ in rows)] + [float(sum(n * m[k] for n, m in rows)) for k in keys],
-            dtype=torch.float64,
-            device=self.device,
-        )
+    def sum_over_ranks(self, values: list[float]) -> list[float]:
+        """Each of ``values`` summed over the ranks (the sums behind an epoch's mean metrics)."""
+        totals = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(totals)
-        return {k: float(v / totals[0]) for k, v in zip(keys, totals[1:], strict=True)}
+        return totals.tolist()
 
     def from_main(self, fn: Callable[[], object]) -> object:
         """``fn()`` computed on rank 0 and sent to every rank (validation, a shared seed)."""

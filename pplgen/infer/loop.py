@@ -129,8 +129,7 @@ def train(
                 bar.update()
                 if not bar.disable and i % POSTFIX_EVERY == 0:  # reading a GPU's loss waits for it
                     bar.set_postfix({k: f"{float(v):.4g}" for k, v in metrics.items()}, refresh=False)
-            means = mean_metrics(rows) if replicas is None else replicas.mean_metrics(rows)
-            row = {"epoch": epoch + 1, **means}
+            row = {"epoch": epoch + 1, **mean_metrics(rows, replicas)}
             if valid is not None:
                 row.update(_validation(trainer, valid, settings.batch_size))
             row["time_s"] = time.perf_counter() - began

@@ -39,18 +39,24 @@ class LocalScale(Messenger):
                 return
 
 
-def mean_metrics(rows: list[tuple[int, dict[str, float | torch.Tensor]]]) -> dict[str, float]:
-    """Each metric's mean over the points of ``rows``, ``(points, metrics)`` per step, counting only the
-    steps where it is finite (a skipped step's loss is not; ``skipped`` counts those steps). A metric
-    may be a 0-dim tensor still on the device, read once here rather than at every step."""
-    keys = rows[0][1].keys() if rows else ()
-    means = {}
+def mean_metrics(
+    rows: list[tuple[int, dict[str, float | torch.Tensor]]], replicas: Replicas | None = None
+) -> dict[str, float]:
+    """Each metric's mean over the points of ``rows``, ``(points, metrics)`` per step. A skipped step
+    (``skipped`` 1: its loss or a gradient was not finite) counts only in ``skipped``; a value that is not
+    finite counts nowhere. A metric may be a 0-dim tensor still on the device, read once here rather than
+    at every step. In a data-parallel run (``replicas``) the means are over every rank's points."""
+    keys = list(rows[0][1]) if rows else []
+    sums, points = [], []
     for k in keys:
-        found = [(n, float(m[k])) for n, m in rows]
+        found = [(n, float(m[k])) for n, m in rows if k == "skipped" or not m.get("skipped")]
         found = [(n, v) for n, v in found if math.isfinite(v)]
-        total = sum(n for n, _ in found)
-        means[k] = sum(n * v for n, v in found) / total if total else math.nan
-    return means
+        sums.append(sum(n * v for n, v in found))
+        points.append(sum(n for n, _ in found))
+    if replicas is not None:
+        totals = replicas.sum_over_ranks(sums + points)
+        sums, points = totals[: len(keys)], totals[len(keys) :]
+    return {k: total / n if n else math.nan for k, total, n in zip(keys, sums, points, strict=True)}
 
 
 def adam(params: list[torch.Tensor], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
