@@ -137,7 +137,7 @@ class UnknownNameError(PplgenError, ValueError):
 
 class SettingsError(PplgenError, ValueError):
     """A training setting outside its range: a count of epochs or points that is not a positive whole
-    number, a learning rate that is not positive, a fraction outside [0, 1).
+    number, a learning rate that is negative, a fraction outside [0, 1).
 
     Example:
         >>> import pplgen, torch

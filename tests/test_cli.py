@@ -125,7 +125,7 @@ def test_fit_a_user_program_from_a_file(capsys, tmp_path):
         (["fit", "fvsbn", "--data", "digits", "--epochs", "0"], "epochs should be a whole number, at least"),
         (["fit", "fvsbn", "--data", "digits", "--batch-size", "0"], "batch_size should be a whole number"),
         (["fit", "fvsbn", "--data", "digits", "--checkpoint-every", "0"], "checkpoint_every should be"),
-        (["fit", "fvsbn", "--data", "digits", "--lr", "-1"], "lr should be a positive number; got -1.0"),
+        (["fit", "fvsbn", "--data", "digits", "--lr", "-1"], "lr should be a number, at least 0; got -1.0"),
     ],
 )
 def test_errors_are_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):

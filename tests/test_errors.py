@@ -240,7 +240,7 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "setting, value",
     [("epochs", 0), ("epochs", 2.5), ("batch_size", 0), ("batch_size", True), ("checkpoint_every", 0),
-     ("patience", 0), ("lr", 0.0), ("lr", float("nan")), ("d_lr", -1e-3), ("valid_fraction", 1.0)],
+     ("patience", 0), ("lr", -0.5), ("lr", float("nan")), ("d_lr", -1e-3), ("valid_fraction", 1.0)],
 )  # fmt: skip
 def test_settings_out_of_range_are_refused_by_name(setting, value):
     vae = VAE(4, z_dim=2, hidden=8)

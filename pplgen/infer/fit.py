@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Sequence
+from numbers import Integral, Real
 from pathlib import Path
 
 import networkx as nx
@@ -144,15 +145,17 @@ def make_trainer(
 
 def check_settings(counts: dict[str, int | None], rates: dict[str, float | None], valid_fraction: float):
     """Refuse, with a :class:`SettingsError` naming the setting and its value, a count (epochs, points)
-    that is not a whole number of at least 1, a rate that is not a positive finite number, or a held-out
-    fraction outside [0, 1). None means unset."""
+    that is not a whole number of at least 1, a rate that is negative or not finite (0 freezes the
+    program's parameters, as when only a discriminator should learn), or a held-out fraction outside
+    [0, 1). None means unset."""
     for name, value in counts.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 1):
             raise SettingsError(f"{name} should be a whole number, at least 1; got {value!r}")
     for name, value in rates.items():
-        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise SettingsError(f"{name} should be a positive number; got {value!r}")
-    if not (isinstance(valid_fraction, (int, float)) and 0.0 <= valid_fraction < 1.0):
+        number = isinstance(value, Real) and not isinstance(value, bool)
+        if value is not None and not (number and math.isfinite(value) and value >= 0):
+            raise SettingsError(f"{name} should be a number, at least 0; got {value!r}")
+    if not (isinstance(valid_fraction, Real) and 0.0 <= valid_fraction < 1.0):
         raise SettingsError(f"valid_fraction should lie in [0, 1); got {valid_fraction!r}")
 
 
